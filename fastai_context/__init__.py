@@ -1,0 +1,8 @@
+"""fastai_context: fastai v2 language models conditioned on per-document context."""
+__version__ = "0.1.0"
+
+# --- foundation (issue 2) ---
+from .context import ContextEncoder
+from .data import ContextLanguageModelLoader, ContextTextDataLoaders
+from .text import SPECIAL_TOKENS
+from . import datasets
