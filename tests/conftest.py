@@ -25,3 +25,13 @@ def tracks(data_dir):
     "The real Spotify tracks table, one row per track."
     from fastai_context import datasets
     return datasets.spotify_tracks(dedupe=True)
+
+
+def run_notebook(name: str, tmp_path: Path, **parameters) -> Path:
+    """Execute `nbs/<name>` top to bottom with papermill, overriding the cells tagged
+    `parameters` with reduced settings; run in `tmp_path` so artifacts stay out of the repo."""
+    import papermill as pm
+    out = tmp_path / name
+    pm.execute_notebook(str(ROOT / "nbs" / name), str(out), parameters=parameters, cwd=str(tmp_path),
+                        kernel_name="python3", progress_bar=False)
+    return out
