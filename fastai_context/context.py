@@ -26,6 +26,10 @@ _FILL_POLICIES = ("mean", "zero", "drop")
 def first_rows(index: Sequence, n: int = 5) -> str:
     "Format the first `n` offending row labels for an error message."
     index = list(index)
+    try:
+        index = sorted(index)
+    except TypeError:
+        pass
     shown = ", ".join(repr(i) for i in index[:n])
     more = f" and {len(index) - n} more" if len(index) > n else ""
     return f"[{shown}{more}]"
@@ -49,7 +53,7 @@ def _looks_numeric(s: pd.Series) -> bool:
     if isinstance(s.dtype, pd.CategoricalDtype) or len(vals) == 0:
         return False
     parsed = pd.to_numeric(vals, errors="coerce")
-    return parsed.notna().mean() >= 0.5 and not parsed.notna().all()
+    return parsed.notna().mean() >= 0.5
 
 
 class ContextEncoder:

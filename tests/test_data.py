@@ -1,0 +1,264 @@
+"""ContextLanguageModelLoader and ContextTextDataLoaders: fastai's LMDataLoader behaviours hold,
+every token carries its document's context, bad input gets a clear error."""
+import pickle
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastai.text.data import LMDataLoader
+from fastai.torch_core import set_seed
+
+from fastai_context import ContextEncoder, ContextLanguageModelLoader, ContextTextDataLoaders
+
+
+def tensors(*docs):
+    return [torch.tensor(d) for d in docs]
+
+
+def unique_docs(n_docs=60, seed=0, max_len=40):
+    "Documents whose tokens are unique ids, so every token names its document."
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(1, max_len, n_docs)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    docs = [torch.arange(s, s + n) for s, n in zip(starts, lens)]
+    owner = torch.cat([torch.full((n,), i) for i, n in enumerate(lens)])
+    return docs, owner
+
+
+# ------------------------------------------------------------- LMDataLoader behaviours
+def test_fastai_notebook_example_layout():
+    "The 23-token, bs=4, seq_len=3 example of fastai's 31_text.data notebook."
+    ints = tensors([0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16, 17, 18], [19, 20], [21, 22])
+    dl = ContextLanguageModelLoader(ints, torch.zeros(5, 1), bs=4, seq_len=3)
+    batches = list(dl)
+    expected = [(tensor_([[0, 1, 2], [5, 6, 7], [10, 11, 12], [15, 16, 17]]),
+                 tensor_([[1, 2, 3], [6, 7, 8], [11, 12, 13], [16, 17, 18]])),
+                ([[3, 4], [8, 9], [13, 14], [18, 19]], [[4, 5], [9, 10], [14, 15], [19, 20]])]
+    assert len(batches) == 2 and dl.n_inp == 2
+    for (x, ctx, y), (ex, ey) in zip(batches, expected):
+        assert x.tolist() == torch.as_tensor(ex).tolist() and y.tolist() == torch.as_tensor(ey).tolist()
+        assert ctx.shape == (*x.shape, 1)
+    for (x, y), (x2, _, y2) in zip(LMDataLoader(ints, bs=4, seq_len=3), batches):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def tensor_(rows):
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_rows_continue_and_y_is_shifted_x(shuffle):
+    docs, _ = unique_docs(80)
+    dl = ContextLanguageModelLoader(docs, torch.zeros(len(docs), 1), bs=5, seq_len=7, shuffle=shuffle)
+    batches = list(dl)
+    for (x, _, y) in batches:
+        assert torch.equal(x[:, 1:], y[:, :-1])                     # y is x shifted by one
+    for (x0, _, y0), (x1, _, _) in zip(batches, batches[1:]):
+        assert torch.equal(x1[:, 0], y0[:, -1])                     # row i continues row i
+    assert batches[-1][0].shape[1] == dl.last_len                   # the short last batch
+
+
+def test_each_token_once_per_shuffled_epoch():
+    docs, _ = unique_docs(120, seed=1)
+    dl = ContextLanguageModelLoader(docs, torch.zeros(len(docs), 1), bs=6, seq_len=9, shuffle=True)
+    orders = []
+    for _ in range(3):
+        toks = torch.cat([x.flatten() for x, _, _ in dl])
+        assert len(toks) == len(set(toks.tolist())) == dl.bs * dl.bl
+        orders.append(list(dl.items.idxs))
+    assert orders[0] != orders[1]                                   # documents really were shuffled
+
+
+def test_constant_context_matches_lmdataloader_under_shuffle(tracks):
+    "With one constant context column the (x, y) batches are LMDataLoader's, shuffle after shuffle."
+    df = tracks.sample(600, random_state=0)
+    dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", bs=8, seq_len=10, seed=0)
+    ds = dls.train.dataset
+    ref = LMDataLoader(ds, bs=8, seq_len=10, shuffle=True)
+    ours = ContextLanguageModelLoader(ds, torch.ones(len(ds), 1), bs=8, seq_len=10, shuffle=True)
+    for epoch in range(2):
+        set_seed(epoch)
+        a = list(ref)
+        set_seed(epoch)
+        b = list(ours)
+        assert len(a) == len(b) > 1
+        for (x, y), (x2, c2, y2) in zip(a, b):
+            assert torch.equal(x, x2) and torch.equal(y, y2) and bool((c2 == 1).all())
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("bs", [1, 7, 64])
+@pytest.mark.parametrize("seq_len", [1, 5, 72])
+def test_every_token_carries_its_documents_context(bs, seq_len, num_workers):
+    docs, owner = unique_docs(40 if bs * seq_len <= 7 else 600, seed=bs + seq_len, max_len=30)
+    context = torch.randn(len(docs), 3)
+    dl = ContextLanguageModelLoader(docs, context, bs=bs, seq_len=seq_len, shuffle=True, num_workers=num_workers)
+    for _ in range(3):
+        n = 0
+        for x, ctx, y in dl:
+            assert x.shape == y.shape == ctx.shape[:2] and ctx.shape[2] == 3 and x.shape[0] == bs
+            assert torch.equal(ctx, context[owner[x]])
+            n += x.numel()
+        assert n == bs * dl.bl
+
+
+# ----------------------------------------------------------------- real data
+@pytest.fixture(scope="module")
+def spotify_dls(tracks):
+    df = tracks.sample(1500, random_state=1)
+    return df, ContextTextDataLoaders.from_df(df, "track_name", ["energy", "playlist_genre"], bs=16, seq_len=20, seed=0)
+
+
+def test_real_tracks_context_follows_documents(spotify_dls):
+    "Rebuild each stream row from the batches, cut it at xxbos, and look each document up."
+    df, dls = spotify_dls
+    enc, dl = dls.context_encoder, dls.train
+    docs = {}
+    for i in range(len(dl.dataset)):
+        docs.setdefault(tuple(dl.dataset[i][0].tolist()), []).append(dl.context[i])
+    bos = dls.vocab.index("xxbos")
+    for _ in range(2):                                               # two shuffled epochs
+        batches = list(dl)
+        rows_x = torch.cat([b[0] for b in batches], 1)
+        rows_c = torch.cat([b[1] for b in batches], 1)
+        checked = 0
+        for x, c in zip(rows_x, rows_c):
+            starts = (x == bos).nonzero().flatten().tolist()
+            for a, b in zip(starts, starts[1:]):                     # whole documents inside the row
+                assert (c[a:b] == c[a]).all()
+                assert any(torch.equal(c[a], ctx) for ctx in docs[tuple(x[a:b].tolist())])
+                checked += 1
+        assert checked > 100
+
+
+def test_loaders_show_batch_new_and_export(spotify_dls):
+    df, dls = spotify_dls
+    shown = dls.train.show_batch(max_n=3, show=False)
+    assert list(shown.columns) == ["text", "energy", "playlist_genre", "text_"]
+    assert shown["text"].str.contains("xx").any()
+    assert set(" | ".join(shown["playlist_genre"]).split(" | ")) <= set(df["playlist_genre"])
+    x, ctx, y = dls.valid.one_batch()
+    assert ctx.shape == (16, 20, dls.context_encoder.n_features) and dls.valid.n_inp == 2
+    test = dls.test_dl(df.head(200))                                 # new(): a test loader
+    assert isinstance(test, ContextLanguageModelLoader) and not test.shuffle and len(test) > 0
+    expected = dls.context_encoder.encode(df.head(200))
+    xs, cs, _ = test.one_batch()
+    assert all(any(torch.equal(r, e) for e in expected) for r in cs.reshape(-1, cs.shape[-1]))
+    empty = pickle.loads(pickle.dumps(dls.new_empty()))             # what learn.export() pickles
+    assert empty.context_encoder.same_as(dls.context_encoder)
+    assert torch.equal(empty.context_encoder.encode({"energy": 1.0, "playlist_genre": "rock"}),
+                       dls.context_encoder.encode({"energy": 1.0, "playlist_genre": "rock"}))
+
+
+def test_encoder_standardizes_on_train_split_and_one_hots(spotify_dls):
+    df, dls = spotify_dls
+    enc = dls.context_encoder
+    assert enc.columns == ["energy", "playlist_genre"]
+    assert enc.feature_names == ["energy"] + [f"playlist_genre={g}" for g in sorted(df.playlist_genre.unique())]
+    train_energy = dls.train.context[:, 0]
+    assert train_energy.mean().item() == pytest.approx(0, abs=1e-5)          # statistics of the train split
+    assert train_energy.std(unbiased=False).item() == pytest.approx(1, abs=1e-4)
+    assert dls.valid.context[:, 0].mean().item() != pytest.approx(0, abs=1e-5)
+    assert torch.all(dls.train.context[:, 1:].sum(1) == 1)                  # one-hot genre
+    back = enc.decode(enc.encode({"energy": 0.25, "playlist_genre": "latin"}))
+    assert back["energy"] == pytest.approx(0.25) and back["playlist_genre"] == "latin"
+    assert torch.allclose(enc.mean_context(), dls.train.context.mean(0), atol=1e-5)
+
+
+def test_valid_col_split(tracks):
+    df = tracks.sample(400, random_state=2).assign(is_valid=lambda d: np.arange(len(d)) % 4 == 0)
+    dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", valid_col="is_valid", bs=4, seq_len=8)
+    assert len(dls.train.dataset) == 300 and len(dls.valid.dataset) == 100
+
+
+# ------------------------------------------------------------------ sharding
+def test_world_size_shards_disjoint_streams_of_one_order():
+    docs, owner = unique_docs(200, seed=3)
+    ctx = owner.new_tensor(range(len(docs))).float()[:, None]
+    full = ContextLanguageModelLoader(docs, ctx, bs=6, seq_len=5, shuffle=True, shuffle_seed=7)
+    ranks = [ContextLanguageModelLoader(docs, ctx, bs=3, seq_len=5, shuffle=True, shuffle_seed=7, rank=r, world_size=2)
+             for r in range(2)]
+    for _ in range(2):
+        want = list(full)
+        got = [list(dl) for dl in ranks]
+        assert len(got[0]) == len(got[1]) == len(want)
+        for k, (x, c, y) in enumerate(want):
+            assert torch.equal(torch.cat([got[0][k][0], got[1][k][0]]), x)
+            assert torch.equal(torch.cat([got[0][k][1], got[1][k][1]]), c)
+    with pytest.raises(ValueError, match="shuffle_seed"):
+        ContextLanguageModelLoader(docs, ctx, bs=3, shuffle=True, rank=0, world_size=2)
+
+
+# ------------------------------------------------------------------ bad input
+def small_df():
+    return pd.DataFrame({"text": ["a loud song", "a quiet song", "another loud one", "soft and slow", "fast beat"] * 4,
+                         "energy": [0.9, 0.1, 0.8, 0.2, 0.95] * 4,
+                         "genre": ["rock", "folk", "rock", "folk", "edm"] * 4})
+
+
+def build(df, **kw):
+    return ContextTextDataLoaders.from_df(df, "text", kw.pop("cols", ["energy"]), bs=2, seq_len=4, seed=0, min_freq=1, **kw)
+
+
+def test_missing_context_column():
+    with pytest.raises(KeyError, match="valence"):
+        build(small_df(), cols=["energy", "valence"])
+    with pytest.raises(KeyError, match="lyrics"):
+        ContextTextDataLoaders.from_df(small_df(), "lyrics", ["energy"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_in_numeric_column_names_rows(bad):
+    df = small_df()
+    df.loc[[3, 7], "energy"] = bad
+    with pytest.raises(ValueError, match=r"'energy'.*\[3, 7\]"):
+        build(df)
+    dls = build(df, fill="mean")                                     # explicit fill policy
+    assert torch.isfinite(dls.train.context).all()
+    assert len(build(df, fill="drop").train.dataset) + len(build(df, fill="drop").valid.dataset) == 18
+
+
+def test_non_numeric_value_in_numeric_column():
+    df = small_df()
+    df["energy"] = df["energy"].astype(object)
+    df.loc[5, "energy"] = "high"
+    with pytest.raises(ValueError, match=r"'energy'.*non-numeric.*\[5\]"):
+        build(df)
+
+
+def test_context_row_count_must_match_documents():
+    docs, _ = unique_docs(10)
+    with pytest.raises(ValueError, match="9 rows but the dataset has 10 documents"):
+        ContextLanguageModelLoader(docs, torch.zeros(9, 1), bs=2, seq_len=3)
+    with pytest.raises(ValueError, match=r"NaN or inf in rows \[4\]"):
+        ContextLanguageModelLoader(docs, torch.zeros(10, 1).index_fill_(0, torch.tensor([4]), float("nan")), bs=2)
+
+
+def test_missing_text_names_rows():
+    df = small_df()
+    df["title"] = np.where(np.arange(len(df)) == 6, None, "x")
+    df["text"] = df["title"].astype(str).where(df["title"].notna()) + " " + df["text"]   # pandas keeps NaN
+    with pytest.raises(ValueError, match=r"text column 'text' has missing \(NaN\) values in rows \[6\]"):
+        build(df)
+
+
+def test_empty_document_after_tokenization():
+    df = small_df()
+    df.loc[[2, 11], "text"] = ["", "   "]
+    with pytest.raises(ValueError, match=r"empty after tokenization in rows \[2, 11\]"):
+        build(df)
+
+
+def test_unknown_feature_and_unseen_category_at_encode():
+    enc = build(small_df(), cols=["energy", "genre"]).context_encoder
+    with pytest.raises(KeyError, match="tempo"):
+        enc.encode({"energy": 0.5, "genre": "rock", "tempo": 120})
+    with pytest.raises(KeyError, match="genre"):
+        enc.encode({"energy": 0.5})
+    with pytest.raises(ValueError, match="polka"):
+        enc.encode({"energy": 0.5, "genre": "polka"})
+    with pytest.raises(ValueError, match="must be a number"):
+        enc.encode({"energy": "loud", "genre": "rock"})
+    assert enc.encode({"energy": 0.5, "genre": "rock"}).shape == (4,)
