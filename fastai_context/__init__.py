@@ -6,3 +6,8 @@ from .context import ContextEncoder
 from .data import ContextLanguageModelLoader, ContextTextDataLoaders
 from .text import SPECIAL_TOKENS
 from . import datasets
+
+# --- learner (issue 3) ---
+from .models import ContextAWD_LSTM, ContextSequentialRNN, context_lm_config, get_context_language_model
+from .generation import ContextLSTMSampler
+from .learner import ContextLMLearner, context_language_model_learner

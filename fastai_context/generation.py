@@ -1,0 +1,120 @@
+"""Fast conditioned sampling from a `ContextAWD_LSTM` language model.
+
+fastai's `LMLearner.predict` re-runs the whole growing text for every new word (quadratic
+in the number of words), and its `WeightDropout` clones each hidden-to-hidden matrix on
+every forward even in eval mode. `ContextLSTMSampler` instead reads the eval-mode weights
+once, carries the LSTM state forward one token at a time for all streams as one batch, and
+folds the (constant) context of each stream into the first layer's gate bias, so a step
+costs one small matmul per layer plus the decoder.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from fastprogress.fastprogress import progress_bar
+
+from .models import ContextSequentialRNN
+
+__all__ = ["ContextLSTMSampler", "sample_next"]
+
+
+class _Layer:
+    "One LSTM layer's eval weights, and its state `(h, c)` for every stream."
+
+    def __init__(self, w_ih: torch.Tensor, w_hh: torch.Tensor, bias: torch.Tensor):
+        self.w_ih, self.w_hh, self.bias = w_ih, w_hh, bias
+
+    def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, bias: torch.Tensor | None = None):
+        "PyTorch's LSTM cell: gates in the order input, forget, cell, output."
+        gates = torch.addmm(self.bias if bias is None else bias, x, self.w_ih.t()).addmm_(h, self.w_hh.t())
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class ContextLSTMSampler:
+    """Step a `ContextSequentialRNN` in eval mode, one token for all streams at a time.
+
+    `context` is `(n_streams, n_context)` (encoded, one row per stream). The state starts at
+    zero, like `model.reset()`; `feed(tokens)` advances every stream by one token and returns
+    the next-token logits `(n_streams, vocab)`."""
+
+    @torch.no_grad()
+    def __init__(self, model: ContextSequentialRNN, context: torch.Tensor):
+        encoder, decoder = model[0], model[1].decoder
+        if encoder.n_dir != 1:
+            raise ValueError("generation needs a unidirectional model (bidir=False)")
+        self.emb = encoder.encoder.weight.detach()
+        device, n = self.emb.device, context.shape[0]
+        self.layers = []
+        for rnn in encoder.rnns:
+            lstm = rnn.module
+            w_hh = getattr(rnn, "weight_hh_l0_raw", lstm.weight_hh_l0)   # WeightDropout's eval weight
+            self.layers.append(_Layer(lstm.weight_ih_l0.detach(), w_hh.detach(),
+                                      (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()))
+        # The context part of layer 0's input is constant per stream: fold it into the bias once.
+        first, emb_sz = self.layers[0], self.emb.shape[1]
+        ctx_in = encoder.context_input(context.to(device))
+        self.first_bias = torch.addmm(first.bias, ctx_in, first.w_ih[:, emb_sz:].t())
+        first.w_ih = first.w_ih[:, :emb_sz]
+        self.dec_w = decoder.weight.detach()
+        self.dec_b = None if decoder.bias is None else decoder.bias.detach()
+        self.state = [(torch.zeros(n, l.w_hh.shape[1], device=device),) * 2 for l in self.layers]
+
+    @torch.no_grad()
+    def feed(self, tokens: torch.Tensor) -> torch.Tensor:
+        "Advance every stream by `tokens` `(n_streams,)`; return next-token logits `(n_streams, vocab)`."
+        x = self.emb[tokens]
+        for k, layer in enumerate(self.layers):
+            h, c = layer.step(x, *self.state[k], bias=self.first_bias if k == 0 else None)
+            self.state[k] = (h, c)
+            x = h
+        return F.linear(x, self.dec_w, self.dec_b)
+
+    def prime(self, prompt: torch.Tensor) -> torch.Tensor:
+        "Feed a prompt `(n_streams, prompt_len)`; return the logits after its last token."
+        for t in range(prompt.shape[1]):
+            logits = self.feed(prompt[:, t])
+        return logits
+
+    def sample(self, prompt: torch.Tensor, n_words: int, generator: torch.Generator | None = None,
+               no_bar: bool = False, **sampling) -> torch.Tensor:
+        "Prime with `prompt` then draw `n_words` tokens per stream: `(n_streams, n_words)`."
+        logits = self.prime(prompt)
+        out = []
+        for _ in (range(n_words) if no_bar else progress_bar(range(n_words), leave=False)):
+            nxt = sample_next(logits, generator=generator, **sampling)
+            out.append(nxt)
+            logits = self.feed(nxt)
+        return torch.stack(out, dim=1) if out else prompt.new_zeros(prompt.shape[0], 0)
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1., top_k: int | None = None, top_p: float | None = None,
+                min_p: float | None = None, banned: list[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row of `logits` `(n, vocab)`.
+
+    `temperature` scales the logits; `top_k` keeps the k likeliest tokens; `top_p` keeps the
+    smallest set whose probability reaches `top_p` (nucleus sampling); `min_p` drops tokens
+    below that probability (fastai's `predict`); `banned` tokens are never drawn."""
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0")
+    logits = logits.float() / temperature
+    if banned:
+        logits[:, list(banned)] = -float("inf")
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k} must be >= 1")
+        kth = logits.topk(min(top_k, logits.shape[1]), dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -float("inf"))
+    probs = logits.softmax(dim=1)
+    if top_p is not None:
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p={top_p} must be in (0, 1]")
+        sorted_p, order = probs.sort(dim=1, descending=True)
+        drop = sorted_p.cumsum(1) - sorted_p >= top_p     # tokens after the nucleus is complete
+        probs = probs.scatter(1, order, sorted_p.masked_fill(drop, 0.))
+    if min_p is not None:
+        keep = probs >= min_p
+        probs = torch.where(keep.any(1, keepdim=True), probs * keep, probs)   # fastai: ignore min_p if nothing passes
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -1,0 +1,125 @@
+"""The context-conditioned AWD-LSTM: fastai's `AWD_LSTM` whose first LSTM layer reads
+`[word embedding ; context]` at every step.
+
+Concatenating the context to every input (rather than, say, initializing the hidden state
+from it) is the blog's design: the model is reminded of the song's energy at each word, so
+the signal cannot fade over a long document. Everything else is fastai's AWD-LSTM (embedding,
+weight, input and hidden dropouts, `reset()`, a decoder tied to the embedding), so fastai's
+callbacks, splitters and training loop apply unchanged.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from fastai.text.models.awdlstm import AWD_LSTM, awd_lstm_lm_config
+from fastai.text.models.core import LinearDecoder, SequentialRNN
+from fastai.torch_core import params
+from fastcore.foundation import L
+from torch import nn
+
+__all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "context_awd_lstm_lm_split",
+           "get_context_language_model"]
+
+#: CPU-sized default: 200-d embeddings, 400 hidden units, 2 layers (about 20x fewer LSTM
+#: weights than fastai's 400/1152/3 `awd_lstm_lm_config`), with fastai's LM dropouts.
+context_lm_config = dict(emb_sz=200, n_hid=400, n_layers=2, pad_token=1, bidir=False, output_p=0.1,
+                         hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True,
+                         out_bias=True, context_proj=0)
+
+
+class ContextAWD_LSTM(AWD_LSTM):
+    """fastai's `AWD_LSTM` taking a per-token context `(bs, seq_len, n_context)` next to the tokens.
+
+    The first LSTM layer has `emb_sz + n_context` inputs (or `emb_sz + context_proj` with an
+    optional learned projection of the context, off by default). Input dropout applies to the
+    embeddings only: dropping context features would only add noise to the conditioning."""
+
+    def __init__(self, vocab_sz: int, emb_sz: int, n_hid: int, n_layers: int, n_context: int = 1,
+                 context_proj: int = 0, pad_token: int = 1, hidden_p: float = 0.2, input_p: float = 0.6,
+                 embed_p: float = 0.1, weight_p: float = 0.5, bidir: bool = False):
+        if n_context < 1:
+            raise ValueError(f"n_context={n_context}: a context model needs at least one context feature")
+        self.n_context, self.context_sz = n_context, context_proj or n_context
+        # Set before AWD_LSTM.__init__, whose `_one_rnn` reads `context_sz` for layer 0.
+        self.context_proj = nn.Linear(n_context, context_proj) if context_proj else None
+        super().__init__(vocab_sz, emb_sz, n_hid, n_layers, pad_token=pad_token, hidden_p=hidden_p,
+                         input_p=input_p, embed_p=embed_p, weight_p=weight_p, bidir=bidir)
+
+    def _one_rnn(self, n_in, n_out, bidir, weight_p, l):
+        "fastai's weight-dropped LSTM layer; layer 0 also reads the context."
+        return super()._one_rnn(n_in + self.context_sz if l == 0 else n_in, n_out, bidir, weight_p, l)
+
+    def context_input(self, context: torch.Tensor) -> torch.Tensor:
+        "What the first layer reads of the context: the features, or their learned projection."
+        context = context.as_subclass(torch.Tensor).float()
+        return context if self.context_proj is None else self.context_proj(context)
+
+    def forward(self, inp: torch.Tensor, context: torch.Tensor, from_embeds: bool = False) -> torch.Tensor:
+        bs, sl = inp.shape[:2]
+        if context.shape[:2] != (bs, sl) or context.shape[-1] != self.n_context:
+            raise ValueError(f"context has shape {tuple(context.shape)}; expected ({bs}, {sl}, {self.n_context}): "
+                             "one context vector per token")
+        if bs != self.bs:
+            self._change_hidden(bs)
+        emb = self.input_dp(inp if from_embeds else self.encoder_dp(inp))
+        # fastai's typed tensors (LMTensorText...) refuse `torch.cat` with plain ones.
+        output = torch.cat([emb.as_subclass(torch.Tensor), self.context_input(context).to(emb.dtype)], dim=-1)
+        new_hidden = []
+        for l, (rnn, hid_dp) in enumerate(zip(self.rnns, self.hidden_dps)):
+            output, new_h = rnn(output, self.hidden[l])
+            new_hidden.append(new_h)
+            if l != self.n_layers - 1:
+                output = hid_dp(output)
+        self.hidden = [tuple(h.detach() for h in hc) for hc in new_hidden]
+        return output
+
+
+class ContextSequentialRNN(SequentialRNN):
+    "fastai's `SequentialRNN` (encoder, decoder) whose encoder also takes the context: `model(x, ctx)`."
+
+    def forward(self, inp: torch.Tensor, context: torch.Tensor):
+        return self[1](self[0](inp, context))
+
+
+def context_awd_lstm_lm_split(model: ContextSequentialRNN) -> list:
+    "fastai's `awd_lstm_lm_split`, with the context projection (if any) in the first layer's group."
+    encoder = model[0]
+    groups = [nn.Sequential(rnn, dp) for rnn, dp in zip(encoder.rnns, encoder.hidden_dps)]
+    if encoder.context_proj is not None:
+        groups[0].append(encoder.context_proj)
+    groups = L(groups + [nn.Sequential(encoder.encoder, encoder.encoder_dp, model[1])])
+    return groups.map(params)
+
+
+#: Per architecture: the config `config=None` means, the name of the decoder's input size, the splitter.
+_context_model_meta = {ContextAWD_LSTM: dict(config_lm=context_lm_config, hid_name="emb_sz",
+                                             split_lm=context_awd_lstm_lm_split)}
+
+
+def _resolve_config(arch, config: Mapping | str | None) -> dict:
+    "`None`: the CPU-sized default; `'fastai'`: fastai's `awd_lstm_lm_config`; or a dict."
+    if arch not in _context_model_meta:
+        raise ValueError(f"unknown architecture {arch!r}; available: {[a.__name__ for a in _context_model_meta]}")
+    if config is None:
+        return dict(_context_model_meta[arch]["config_lm"])
+    if isinstance(config, str):
+        if config != "fastai":
+            raise ValueError(f"config={config!r}: pass None (CPU-sized default), 'fastai' (awd_lstm_lm_config) or a dict")
+        return dict(awd_lstm_lm_config)
+    return dict(config)
+
+
+def get_context_language_model(arch, vocab_sz: int, n_context: int, config: Mapping | str | None = None,
+                               drop_mult: float = 1.) -> ContextSequentialRNN:
+    """Like fastai's `get_language_model`, for a context architecture: `model(x, ctx)` returns
+    `(logits, last_layer_output, dropped_output)`, the decoder tied to the embedding."""
+    config = _resolve_config(arch, config)
+    for k in config:
+        if k.endswith("_p"):
+            config[k] *= drop_mult
+    tie_weights, output_p, out_bias = (config.pop(k) for k in ("tie_weights", "output_p", "out_bias"))
+    encoder = arch(vocab_sz, n_context=n_context, **config)
+    decoder = LinearDecoder(vocab_sz, config[_context_model_meta[arch]["hid_name"]], output_p,
+                            tie_encoder=encoder.encoder if tie_weights else None, bias=out_bias)
+    return ContextSequentialRNN(encoder, decoder)
