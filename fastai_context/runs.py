@@ -1,0 +1,166 @@
+"""Run folders and configs: one folder per experiment holding everything it produced.
+
+A config is a flat mapping of knobs. `load_config` starts from a command's defaults,
+applies a YAML or JSON file and then `key=value` overrides, and checks every key and type
+against the defaults, so a typo fails at once with the key's name instead of an hour later.
+`make_run_dir` creates the folder; `save_config` writes the resolved config into it.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "atomic_path", "parse_value", "load_config", "make_run_dir", "save_config",
+           "read_config", "CONFIG_NAME"]
+
+CONFIG_NAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    "A config key is unknown, has the wrong type, or points at something missing."
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; when the block succeeds, move it over `path`
+    with `os.replace`, so a reader (or a kill) never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _type_name(v: Any) -> str:
+    return "list" if isinstance(v, (list, tuple)) else type(v).__name__
+
+
+def parse_value(key: str, value: Any, default: Any) -> Any:
+    """Check `value` (from a file, or a string from the command line) against the type of
+    `default` and convert it: ints are accepted for floats, and strings are parsed as the
+    default's type. A default of None accepts anything."""
+    if default is None:
+        return value
+    def fail(expected: str):
+        raise ConfigError(f"config key {key!r}: expected {expected}, got {value!r} ({_type_name(value)})")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        fail("true or false")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        fail("an integer")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):   # YAML 1.1 reads `1e-3` as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        fail("a number")
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        fail("a string")
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, str):   # `cols=energy,valence` or `cols=[energy, valence]`
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            fail("a list")
+        item = default[0] if len(default) else None
+        return [parse_value(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    return value
+
+
+def _read_file(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, not {_type_name(data)}")
+    return data
+
+
+def _check_key(key: str, defaults: Mapping, where: str) -> None:
+    if key not in defaults:
+        close = difflib.get_close_matches(key, list(defaults), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config key {key!r} in {where}{hint} Known keys: {sorted(defaults)}")
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), defaults: Mapping[str, Any] = {}) -> dict:
+    """`defaults`, updated by the YAML/JSON file at `path` (if any), then by `key=value` strings.
+    Unknown keys and values of the wrong type raise `ConfigError` naming the key."""
+    cfg = dict(defaults)
+    if path is not None:
+        for k, v in _read_file(Path(path)).items():
+            _check_key(k, defaults, f"config file {str(path)!r}")
+            cfg[k] = parse_value(k, v, defaults[k])
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not of the form key=value")
+        k, v = o.split("=", 1)
+        k = k.strip()
+        _check_key(k, defaults, "the command line")
+        cfg[k] = parse_value(k, v, defaults[k])
+    return cfg
+
+
+def make_run_dir(command: str, root: str | Path = "runs", name: str = "") -> Path:
+    "Create and return a new folder `root/<name or command-timestamp>` (never reusing one)."
+    root = Path(root)
+    base = name or f"{command}-{datetime.now():%Y%m%d-%H%M%S}"
+    for i in range(1000):
+        d = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            d.mkdir(parents=True, exist_ok=False)
+            return d
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run folder under {str(root)!r} named {base!r}")
+
+
+def save_config(run_dir: str | Path, cfg: Mapping[str, Any], command: str) -> Path:
+    "Write the resolved config (and the command that ran it) to `run_dir/config.yaml`, atomically."
+    path = Path(run_dir) / CONFIG_NAME
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump({"command": command, **cfg}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def read_config(run_dir: str | Path) -> tuple[str, dict]:
+    "The command and resolved config saved in `run_dir` by `save_config`."
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder: it has no {CONFIG_NAME}")
+    data = _read_file(path)
+    return data.pop("command", None), data

@@ -1,0 +1,148 @@
+"""Checkpoint/resume on real Spotify track names: an interrupted run, resumed, ends exactly where
+an uninterrupted run with the same seed ends; writes are atomic; foreign checkpoints are refused."""
+import pandas as pd
+import pytest
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import CSVLogger
+from fastai.callback.rnn import ModelResetter
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.torch_core import set_seed
+from torch import nn
+
+from fastai_context import ContextTextDataLoaders
+from fastai_context.checkpoint import Checkpoint, load_checkpoint
+
+EPOCHS = 3
+
+
+class TinyContextLM(nn.Module):
+    "Embedding + projected context -> dropout -> stateful LSTM, like the real model in miniature."
+    def __init__(self, vocab_sz: int, n_context: int, emb: int = 16, hid: int = 32):
+        super().__init__()
+        self.emb, self.ctx = nn.Embedding(vocab_sz, emb), nn.Linear(n_context, emb)
+        self.drop, self.rnn, self.out = nn.Dropout(0.3), nn.LSTM(emb, hid, batch_first=True), nn.Linear(hid, vocab_sz)
+        self.hidden = None
+
+    def reset(self):
+        self.hidden = None
+
+    def forward(self, x, ctx):
+        h, hidden = self.rnn(self.drop(self.emb(x) + self.ctx(ctx)), self.hidden)
+        self.hidden = tuple(t.detach() for t in hidden)
+        return self.out(h)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(Callback):
+    "Stop training in the middle of epoch `epoch`, like a kill."
+    def __init__(self, epoch):
+        self.stop_epoch = epoch
+
+    def after_batch(self):
+        if self.training and self.epoch == self.stop_epoch and self.iter == self.n_iter // 2:
+            raise Interrupt("killed mid-epoch")
+
+
+@pytest.fixture(scope="module")
+def titles_df(tracks):
+    df = tracks.dropna(subset=["track_name"]).sample(300, random_state=0)
+    return df[["track_name", "energy", "playlist_genre"]].reset_index(drop=True)
+
+
+def make_learner(df, path, seed, context_cols=("energy",), shuffle_seed=None):
+    path.mkdir(parents=True, exist_ok=True)
+    set_seed(seed)
+    dls = ContextTextDataLoaders.from_df(df, "track_name", list(context_cols), bs=8, seq_len=12, seed=0,
+                                         min_freq=1, device="cpu", shuffle_seed=shuffle_seed)
+    model = TinyContextLM(len(dls.vocab), dls.context_encoder.n_features)
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=path, cbs=ModelResetter())
+
+
+def fit(learn, resume=False, extra=()):
+    learn.fit_one_cycle(EPOCHS, 1e-2, cbs=[CSVLogger(append=True), Checkpoint(resume=resume), *extra])
+
+
+def params(learn):
+    return {k: v.clone() for k, v in learn.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("shuffle_seed", [None, 7])
+def test_resume_matches_uninterrupted(titles_df, tmp_path, shuffle_seed):
+    full = make_learner(titles_df, tmp_path / "full", seed=1, shuffle_seed=shuffle_seed)
+    with full.no_bar():
+        fit(full)
+
+    part = make_learner(titles_df, tmp_path / "part", seed=1, shuffle_seed=shuffle_seed)
+    with part.no_bar(), pytest.raises(Interrupt):
+        fit(part, extra=[InterruptAt(1)])
+    assert load_checkpoint(tmp_path / "part" / "checkpoint.pth")["epoch"] == 1
+
+    resumed = make_learner(titles_df, tmp_path / "part", seed=99, shuffle_seed=shuffle_seed)  # other init and RNG
+    with resumed.no_bar():
+        fit(resumed, resume=True)
+
+    assert [list(map(float, v)) for v in resumed.recorder.values] == [list(map(float, v)) for v in full.recorder.values]
+    for k, v in params(full).items():
+        assert torch.equal(v, params(resumed)[k]), k
+    hist = pd.read_csv(tmp_path / "part" / "history.csv")
+    assert list(hist["epoch"]) == list(range(EPOCHS))
+    full_hist = pd.read_csv(tmp_path / "full" / "history.csv")
+    pd.testing.assert_frame_equal(hist.drop(columns="time"), full_hist.drop(columns="time"))
+
+
+def test_checkpoint_contents(titles_df, tmp_path):
+    learn = make_learner(titles_df, tmp_path, seed=0)
+    with learn.no_bar():
+        learn.fit(1, 1e-2, cbs=Checkpoint())
+    ck = load_checkpoint(tmp_path / "checkpoint.pth")
+    assert ck["epoch"] == 1 and ck["vocab"] == list(learn.dls.vocab)
+    assert ck["context_encoder"].same_as(learn.dls.context_encoder)
+    assert set(ck["rng"][0]) >= {"python", "numpy", "torch"}
+    assert set(ck["model"]) == set(learn.model.state_dict())
+    assert ck["opt"]["state"]
+
+
+def test_kill_during_write_keeps_previous_checkpoint(titles_df, tmp_path, monkeypatch):
+    learn = make_learner(titles_df, tmp_path, seed=0)
+    with learn.no_bar():
+        learn.fit(1, 1e-2, cbs=Checkpoint())
+    before = (tmp_path / "checkpoint.pth").read_bytes()
+
+    def dying_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt("killed while writing")
+    monkeypatch.setattr(torch, "save", dying_save)
+    with learn.no_bar(), pytest.raises(KeyboardInterrupt):
+        learn.fit(1, 1e-2, cbs=Checkpoint())
+    assert (tmp_path / "checkpoint.pth").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth"]   # no temp file left behind
+
+
+def test_refuses_other_vocab_or_encoder(titles_df, tmp_path):
+    learn = make_learner(titles_df, tmp_path, seed=0)
+    with learn.no_bar():
+        learn.fit(1, 1e-2, cbs=Checkpoint())
+
+    other_docs = make_learner(titles_df.iloc[::-1].iloc[:200], tmp_path, seed=0)
+    with other_docs.no_bar(), pytest.raises(ValueError, match="different vocabulary"):
+        other_docs.fit(1, 1e-2, cbs=Checkpoint(resume=True))
+
+    shifted = titles_df.assign(energy=titles_df.energy * 0.5)      # same texts, other context statistics
+    other_enc = make_learner(shifted, tmp_path, seed=0)
+    with other_enc.no_bar(), pytest.raises(ValueError, match="different context encoder"):
+        other_enc.fit(1, 1e-2, cbs=Checkpoint(resume=True))
+
+
+def test_refuses_other_epoch_count(titles_df, tmp_path):
+    learn = make_learner(titles_df, tmp_path, seed=0)
+    with learn.no_bar():
+        learn.fit_one_cycle(2, 1e-2, cbs=Checkpoint())
+    again = make_learner(titles_df, tmp_path, seed=0)
+    with again.no_bar(), pytest.raises(ValueError, match="2-epoch run"):
+        again.fit_one_cycle(3, 1e-2, cbs=Checkpoint(resume=True))
