@@ -1,0 +1,123 @@
+"""ContextAWD_LSTM, its language model, and the fast sampler, on small constructed inputs."""
+import pytest
+import torch
+from fastai.text.models.awdlstm import awd_lstm_lm_config
+
+from fastai_context import ContextAWD_LSTM, ContextLSTMSampler, context_lm_config, get_context_language_model
+from fastai_context.generation import sample_next
+from fastai_context.models import context_awd_lstm_lm_split
+
+SMALL = dict(context_lm_config, emb_sz=16, n_hid=32)
+
+
+def small_lm(n_context=2, vocab_sz=50, **kw):
+    torch.manual_seed(0)
+    return get_context_language_model(ContextAWD_LSTM, vocab_sz, n_context, config=dict(SMALL, **kw))
+
+
+def batch(bs=3, sl=7, n_context=2, vocab_sz=50):
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(2, vocab_sz, (bs, sl), generator=g), torch.randn(bs, sl, n_context, generator=g)
+
+
+@pytest.mark.parametrize("proj", [0, 5])
+def test_first_layer_reads_embedding_and_context(proj):
+    model = small_lm(context_proj=proj)
+    enc = model[0]
+    assert enc.rnns[0].module.input_size == 16 + (proj or 2)
+    assert enc.rnns[-1].module.hidden_size == 16              # last layer outputs emb_sz ...
+    assert model[1].decoder.weight is enc.encoder.weight     # ... for the tied decoder
+    x, ctx = batch()
+    logits, raw, dropped = model(x, ctx)
+    assert logits.shape == (3, 7, 50) and raw.shape == (3, 7, 16)
+
+
+def test_context_changes_outputs_and_reset_clears_state():
+    model = small_lm().eval()
+    x, ctx = batch()
+    model.reset()
+    a = model(x, ctx)[0]
+    model.reset()
+    b = model(x, ctx + 1.)[0]
+    assert not torch.allclose(a, b)
+    model.reset()
+    assert torch.equal(model(x, ctx)[0], a)
+
+
+def test_fastai_dropouts_are_kept_and_active_in_training():
+    model = small_lm()
+    enc = model[0]
+    assert (enc.encoder_dp.embed_p, enc.input_dp.p, enc.hidden_dps[0].p, enc.rnns[0].weight_p) == (0.02, 0.25, 0.15, 0.2)
+    x, ctx = batch()
+    model.train()
+    model.reset()
+    a = model(x, ctx)[0]
+    model.reset()
+    assert not torch.equal(a, model(x, ctx)[0])
+
+
+def test_bad_context_shape_is_a_clear_error():
+    model = small_lm()
+    x, ctx = batch()
+    with pytest.raises(ValueError, match=r"context has shape \(3, 7, 3\); expected \(3, 7, 2\)"):
+        model(x, torch.zeros(3, 7, 3))
+    with pytest.raises(ValueError, match="one context vector per token"):
+        model(x, ctx[:, :1])
+
+
+def test_splitter_covers_every_parameter():
+    model = small_lm(context_proj=4)
+    groups = context_awd_lstm_lm_split(model)
+    split = {id(p) for g in groups for p in g}
+    assert split == {id(p) for p in model.parameters()}
+    assert any(p is model[0].context_proj.weight for p in groups[0])
+
+
+def test_configs_cpu_default_and_fastai_one_argument_away():
+    cpu = get_context_language_model(ContextAWD_LSTM, 100, 1)
+    assert (cpu[0].emb_sz, cpu[0].n_hid, cpu[0].n_layers) == (200, 400, 2)
+    big = get_context_language_model(ContextAWD_LSTM, 100, 1, config="fastai")
+    assert (big[0].emb_sz, big[0].n_hid, big[0].n_layers) == (awd_lstm_lm_config["emb_sz"], awd_lstm_lm_config["n_hid"], 3)
+    assert big[0].rnns[0].module.input_size == 401
+    with pytest.raises(ValueError, match="config='big'"):
+        get_context_language_model(ContextAWD_LSTM, 100, 1, config="big")
+
+
+def test_drop_mult_scales_every_dropout():
+    model = get_context_language_model(ContextAWD_LSTM, 50, 1, config=SMALL, drop_mult=0.5)
+    assert model[0].input_dp.p == pytest.approx(0.125) and model[1].output_dp.p == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("proj", [0, 3])
+def test_sampler_matches_the_model_step_by_step(proj):
+    "The fast sampler computes what fastai's forward computes in eval mode, one token at a time."
+    model = small_lm(context_proj=proj).eval()
+    x, ctx = batch(sl=9)
+    ctx = ctx[:, :1].expand_as(ctx).contiguous()     # one context per stream, as in generation
+    model.reset()
+    with torch.no_grad():
+        ref = model(x, ctx)[0]
+    sampler = ContextLSTMSampler(model, ctx[:, 0])
+    steps = torch.stack([sampler.feed(x[:, t]) for t in range(x.shape[1])], dim=1)
+    torch.testing.assert_close(steps, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_sample_next_filters():
+    logits = torch.tensor([[0., 1., 5., 2.]]).repeat(200, 1)
+    g = torch.Generator().manual_seed(0)
+    assert (sample_next(logits, top_k=1, generator=g) == 2).all()
+    assert (sample_next(logits, top_p=0.5, generator=g) == 2).all()
+    assert (sample_next(logits, banned=[2], top_k=1, generator=g) == 3).all()
+    assert set(sample_next(logits, top_k=2, generator=g).tolist()) == {2, 3}
+    assert (sample_next(logits, min_p=0.5, generator=g) == 2).all()
+    cold = sample_next(logits, temperature=0.05, generator=g)
+    assert (cold == 2).all()
+    for bad in (dict(temperature=0), dict(top_k=0), dict(top_p=1.5)):
+        with pytest.raises(ValueError):
+            sample_next(logits, **bad)
+
+
+def test_bidirectional_model_cannot_generate():
+    model = small_lm(bidir=True)
+    with pytest.raises(ValueError, match="unidirectional"):
+        ContextLSTMSampler(model, torch.zeros(1, 2))
