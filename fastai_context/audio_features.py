@@ -361,7 +361,7 @@ class SpotifyFeatures(_AudioFeatureSource):
     `cache_path`, search results and features go to a sqlite file, so a second run makes no
     requests and an interrupted one resumes. spotipy's own retries are switched off (they
     have hung callers for up to an hour on 429, spotipy issues #766 and #1224): here a 429
-    waits its Retry-After, at most `max_wait` seconds in all, then raises
+    waits its Retry-After, at most `max_wait` seconds over the object's life, then raises
     `SpotifyRateLimitError`; 5xx, timeouts and malformed JSON are retried `retries` times
     with exponential backoff from `backoff` seconds. `api_url`/`token_url` point the client
     elsewhere (a proxy, or a local test server); `sleep` is how it waits.
@@ -393,27 +393,21 @@ class SpotifyFeatures(_AudioFeatureSource):
         self.max_wait, self.retries, self.backoff = max_wait, retries, backoff
         self.search_limit, self.market, self._sleep = search_limit, market, sleep
         self.n_requests = 0            # requests sent to the Web API (token requests not counted)
+        self.rate_limit_waited = 0.0   # seconds slept on 429s so far; never more than max_wait
 
     # --------------------------------------------------------------- requests
     def _request(self, what: str, call: Callable[[], Any]) -> Any:
         "Run `call` with our bounded handling of 429, 403, 5xx, timeouts and malformed JSON."
         from spotipy.exceptions import SpotifyException
         from spotipy.oauth2 import SpotifyOauthError
-        waited, failures = 0.0, 0
+        failures = 0
         while True:
             try:
                 self.n_requests += 1
                 return call()
             except SpotifyException as e:
                 if e.http_status == 429:
-                    delay = max(_retry_after(e.headers), 0.1)
-                    if waited + delay > self.max_wait:
-                        raise SpotifyRateLimitError(
-                            f"Spotify rate limit on {what}: asked to wait {delay:g}s after {waited:g}s already waited, "
-                            f"over max_wait={self.max_wait:g}s. Finished batches are cached"
-                            f"{f' in {self.cache_path}' if self.cache_path else ''}; run again later to resume") from None
-                    self._sleep(delay)
-                    waited += delay
+                    self._wait_for_rate_limit(what, _retry_after(e.headers))
                     continue
                 if e.http_status == 403 and what == "audio-features":
                     raise SpotifyForbiddenError(
@@ -424,16 +418,32 @@ class SpotifyFeatures(_AudioFeatureSource):
                     raise SpotifyFeaturesError(f"Spotify {what} failed with HTTP {e.http_status}: {e.msg}") from None
                 last = f"HTTP {e.http_status}"
             except SpotifyOauthError as e:
-                raise SpotifyFeaturesError(f"Spotify refused the client credentials ({e.error}: {e.error_description});"
-                                           " check SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET") from None
+                # spotipy raises this while handling the token endpoint's HTTPError, which holds the status.
+                status = getattr(getattr(e.__context__, "response", None), "status_code", None)
+                if status is None or status < 500:
+                    raise SpotifyFeaturesError(f"Spotify refused the client credentials ({e.error}: "
+                                               f"{e.error_description}); check SPOTIPY_CLIENT_ID and "
+                                               "SPOTIPY_CLIENT_SECRET") from None
+                last = f"HTTP {status} from the token endpoint"
             except (requests.Timeout, requests.ConnectionError) as e:
                 last = type(e).__name__
-            except _Malformed as e:
+            except (_Malformed, requests.exceptions.JSONDecodeError) as e:
                 last = f"malformed response ({e})"
             failures += 1
             if failures > self.retries:
                 raise SpotifyFeaturesError(f"Spotify {what} failed {failures} times in a row; last: {last}")
             self._sleep(self.backoff * 2 ** (failures - 1))
+
+    def _wait_for_rate_limit(self, what: str, retry_after: float) -> None:
+        "Sleep `retry_after` seconds unless that takes this object's total 429 waiting over `max_wait`."
+        delay = max(retry_after, 0.1)       # at least a little, so that the total grows and the loop ends
+        if self.rate_limit_waited + delay > self.max_wait:
+            raise SpotifyRateLimitError(
+                f"Spotify rate limit on {what}: asked to wait {delay:g}s more after {self.rate_limit_waited:g}s "
+                f"already waited, over max_wait={self.max_wait:g}s. Finished batches are cached"
+                f"{f' in {self.cache_path}' if self.cache_path else ''}; run again later to resume") from None
+        self._sleep(delay)
+        self.rate_limit_waited += delay
 
     def _search(self, artist: str, title: str) -> list[_Candidate]:
         query = f"track:{_clean_title(title)} artist:{_strip_feat(artist)}"

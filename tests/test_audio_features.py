@@ -174,6 +174,8 @@ def test_spotify_credentials_from_environment_or_clear_error(spotify, fake, cata
     assert spotify(client_id=None, client_secret=None).features([catalog.track_id[0]])[["energy", "valence"]].notna().all(axis=None)
     with pytest.raises(SpotifyFeaturesError, match="client credentials"):
         spotify(client_secret="wrong").features([catalog.track_id[1]])
+    fake.script["token"] = [(502, {}, b"Bad Gateway")]                   # a token-endpoint 5xx is retried
+    assert spotify(backoff=0.1).features([catalog.track_id[2]]).energy.notna().all()
 
 
 def test_spotify_batches_of_100_and_second_run_from_cache(spotify, fake, catalog, tmp_path):
@@ -211,10 +213,20 @@ def test_spotify_429_waits_retry_after_within_max_wait(spotify, fake, catalog, s
 
 
 def test_spotify_429_beyond_max_wait_is_a_clear_error(spotify, fake, catalog, sleeps):
-    fake.script["audio-features"] = [(429, {"Retry-After": "40"}, {"error": {"status": 429}})] * 5
+    limited = (429, {"Retry-After": "40"}, {"error": {"status": 429}})
+    fake.script["audio-features"] = [limited] * 5
     with pytest.raises(SpotifyRateLimitError, match="max_wait=60"):
         spotify(max_wait=60).features(catalog.track_id[:3])
     assert sleeps == [40.0] and len(fake.features_requests()) == 2
+    sf = spotify(max_wait=60)                                   # max_wait bounds the total over calls
+    fake.script["audio-features"] = [limited, None, limited]
+    sf.features(catalog.track_id[:3])
+    with pytest.raises(SpotifyRateLimitError, match="after 40s already waited"):
+        sf.features(catalog.track_id[3:6])
+    assert sleeps == [40.0, 40.0]
+    fake.script["audio-features"] = [(429, {"Retry-After": "0"}, {"error": {"status": 429}})] * 200
+    with pytest.raises(SpotifyRateLimitError):                 # Retry-After: 0 still ends
+        spotify(max_wait=1).features(catalog.track_id[:3])
 
 
 def test_spotify_403_recommends_a_file_source(spotify, fake, catalog):
