@@ -107,6 +107,7 @@ def _artist_keys(artists: str | Iterable[str]) -> set[str]:
 
 # ------------------------------------------------------------------ review titles
 _QUOTED = re.compile(r"\u201c([^\u201d]+)\u201d|\"([^\"]+)\"|\u2018((?:[^\u2019]|\u2019(?=\w))+)\u2019(?!\w)|(?<!\w)'([^']+)'(?!\w)")
+_BY_ARTIST = re.compile(r"\s+by\s+(.+?)(\s+[-\u2013\u2014|:]\s+.*)?$", re.I)
 _SEPARATORS = (" - ", " \u2013 ", " \u2014 ", ": ", " | ", " // ")
 _PREFIX = re.compile(r"^\s*(\[[^\]]*\]\s*:?|(new|new music|new song|new track|now playing|premiere|listen|stream|"
                      r"streaming|video|watch|tunes)\s*(:|//|\u2013|-)|(track|song|video) of the (day|week)\s*(:|//|\u2013|-)?)\s*",
@@ -132,10 +133,14 @@ def parse_review_title(title: str | None, strict: bool = False) -> tuple[str | N
         text = text[m.end():].strip()
     text = _SITE_SUFFIX.sub("", text).strip() if any(s in text for s in _SEPARATORS[:3]) else text.rstrip(" :")
     for m in _QUOTED.finditer(text):
+        song = next(g for g in m.groups() if g).strip()
         before = text[:m.start()].rstrip()
         artist = before.rstrip("-\u2013\u2014:,| ").lstrip(":|-\u2013\u2014 ").strip()
         if artist and before != artist:  # the quote follows a separator: 'Artist - "Title"'
-            return artist, next(g for g in m.groups() if g).strip()
+            return artist, song
+        by = _BY_ARTIST.match(text[m.end():])
+        if not before and by:            # '"Title" by Artist - A Song Review'
+            return by.group(1).strip(), song
     for sep in _SEPARATORS:
         artist, found, song = text.partition(sep)
         if found and artist.strip() and song.strip():

@@ -383,6 +383,7 @@ def test_add_audio_features_bad_input(file_features):
     ("TUNES // Oddnesse –\xa0Trust", ("Oddnesse", "Trust")),
     ("oddnesse, “trust”", ("oddnesse", "trust")),
     ("Bryde | Peace", ("Bryde", "Peace")),
+    ("“Silver Lining” by Mt. Joy - A Song Review", ("Mt. Joy", "Silver Lining")),
     ("RITUAL", (None, None)),
     (None, (None, None)),
 ])
