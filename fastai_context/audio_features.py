@@ -179,14 +179,14 @@ def _pick(artist: str, title: str, candidates: Sequence[_Candidate], nothing_fou
     return TrackMatch(None, f"no result matches {artist!r} - {title!r}; closest: {c.name!r} by {', '.join(c.artists)}")
 
 
-def _check_track_ids(track_ids: Iterable[str]) -> list[str]:
-    "Deduplicated track ids in order; a clear error for anything that is not a bare Spotify id."
+def _check_track_ids(track_ids: Iterable[str], pattern: str = r".+") -> list[str]:
+    "Deduplicated track ids in order; a clear error for anything that is not a string matching `pattern`."
     if isinstance(track_ids, str):
         track_ids = [track_ids]
     ids = list(dict.fromkeys(track_ids))
-    bad = [i for i in ids if not isinstance(i, str) or not re.fullmatch(r"[0-9A-Za-z]+", i)]
+    bad = [i for i in ids if not isinstance(i, str) or not re.fullmatch(pattern, i)]
     if bad:
-        raise ValueError(f"not Spotify track ids: {first_rows(bad)}; pass bare ids like '4uLU6hMCjMI75M1A2tKUQC'")
+        raise ValueError(f"not track ids: {first_rows(bad)}; pass bare Spotify ids like '4uLU6hMCjMI75M1A2tKUQC'")
     return ids
 
 
@@ -488,7 +488,7 @@ class SpotifyFeatures(_AudioFeatureSource):
         """Audio features of `track_ids`: one row per (deduplicated) id, in order, NaN where
         Spotify has none. Uncached ids are fetched at most 100 per request; each batch is
         cached as soon as it arrives."""
-        ids = _check_track_ids(track_ids)
+        ids = _check_track_ids(track_ids, pattern=r"[0-9A-Za-z]+")   # base62, as Spotify's ids are
         known = self._cache.get_features(ids)
         todo = [i for i in ids if i not in known]
         for start in range(0, len(todo), MAX_IDS_PER_REQUEST):

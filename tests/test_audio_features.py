@@ -269,22 +269,28 @@ def test_spotify_unknown_track(spotify, fake, catalog, tmp_path):
     n = len(fake.requests)
     assert sf.find_track("Nobody", "Zzyzx Qwertyuiop") == match                 # misses are cached too
     assert sf.features(["0000000000000000000000"]).isna().all(axis=None) and len(fake.requests) == n
-    with pytest.raises(ValueError, match="not Spotify track ids"):
+    with pytest.raises(ValueError, match="not track ids: \\['spotify:track:abc', None\\]"):
         sf.features(["spotify:track:abc", None])
 
 
-def test_add_audio_features_from_spotify(spotify, fake, catalog):
+def test_add_audio_features_from_spotify(spotify, fake, catalog, tmp_path):
     rows = catalog.iloc[:4]
     reviews = pd.DataFrame({"title": [f'{a} - "{t}"' for a, t in zip(rows.track_artist, rows.track_name)]
                             + ['Nobody – “Zzyzx Qwertyuiop”', "RITUAL"]})
     reviews[["artist", "song"]] = [parse_review_title(t) for t in reviews.title]
-    out, report = add_audio_features(reviews, spotify(), "artist", "song", features=["energy", "valence"],
-                                     progress=False)
+    out, report = add_audio_features(reviews, spotify(cache_path=tmp_path / "c.sqlite"), "artist", "song",
+                                     features=["energy", "valence"], progress=False)
     np.testing.assert_allclose(out.energy[:4], rows.energy)
     assert out.track_id[:4].tolist() == rows.track_id.tolist() and out.energy[4:].isna().all()
     assert (report.total, report.matched) == (6, 4)
     assert report.unmatched.index.tolist() == [4, 5]
     assert "found nothing" in report.unmatched.reason[4] and report.unmatched.reason[5] == "missing artist"
+    fake.requests.clear()
+    again, report_again = add_audio_features(reviews, spotify(cache_path=tmp_path / "c.sqlite"), "artist", "song",
+                                             features=["energy", "valence"], progress=False)
+    assert fake.requests == [] and fake.token_requests == 1                # all from the cache
+    pd.testing.assert_frame_equal(again, out)
+    pd.testing.assert_frame_equal(report_again.unmatched, report.unmatched)
 
 
 # ------------------------------------------------------------------ FileFeatures on the real tracks file
