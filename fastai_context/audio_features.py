@@ -20,13 +20,17 @@ import time
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
 import requests
+import spotipy
 from fastprogress.fastprogress import progress_bar
+from spotipy.cache_handler import MemoryCacheHandler
+from spotipy.exceptions import SpotifyException
+from spotipy.oauth2 import SpotifyOauthError
 
 from .context import check_columns, first_rows
 
@@ -377,8 +381,6 @@ class SpotifyFeatures(_AudioFeatureSource):
                  timeout: float = 10, search_limit: int = 10, market: str | None = None,
                  api_url: str = SPOTIFY_API_URL, token_url: str = SPOTIFY_TOKEN_URL,
                  sleep: Callable[[float], None] = time.sleep):
-        import spotipy
-        from spotipy.cache_handler import MemoryCacheHandler
         client_id = client_id or os.environ.get("SPOTIPY_CLIENT_ID")
         client_secret = client_secret or os.environ.get("SPOTIPY_CLIENT_SECRET")
         missing = [n for n, v in (("client_id", client_id), ("client_secret", client_secret)) if not v]
@@ -403,8 +405,6 @@ class SpotifyFeatures(_AudioFeatureSource):
     # --------------------------------------------------------------- requests
     def _request(self, what: str, call: Callable[[], Any]) -> Any:
         "Run `call` with our bounded handling of 429, 403, 5xx, timeouts and malformed JSON."
-        from spotipy.exceptions import SpotifyException
-        from spotipy.oauth2 import SpotifyOauthError
         failures = 0
         while True:
             try:
@@ -515,14 +515,14 @@ class SpotifyFeatures(_AudioFeatureSource):
 
 
 # ------------------------------------------------------------------ joining
-@dataclass
+@dataclass(repr=False)
 class MatchReport:
     "How many rows got features, and for each row that did not, why."
     total: int
     matched: int
-    unmatched: pd.DataFrame = field(repr=False)   # index: the row labels; columns: artist, title, reason
+    unmatched: pd.DataFrame       # index: the row labels of the input; columns: artist, title, reason
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         lines = [f"matched {self.matched} of {self.total} rows ({self.total - self.matched} unmatched)"]
         for label, row in self.unmatched.head(10).iterrows():
             lines.append(f"  row {label!r}: {row['artist']!r} - {row['title']!r}: {row['reason']}")

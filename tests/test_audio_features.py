@@ -145,8 +145,9 @@ def spotify(fake, sleeps, monkeypatch):
 
 
 # ------------------------------------------------------------------ SpotifyFeatures
-def test_spotify_success_and_credentials_stay_secret(spotify, fake, catalog, tmp_path, caplog):
+def test_spotify_success_and_credentials_stay_secret(spotify, fake, catalog, tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
+    monkeypatch.chdir(tmp_path)                 # spotipy's default token cache would write ./.cache here
     sf = spotify(cache_path=tmp_path / "cache.sqlite")
     row = catalog.iloc[3]
     match = sf.find_track(row.track_artist.upper(), row.track_name)
@@ -162,6 +163,7 @@ def test_spotify_success_and_credentials_stay_secret(spotify, fake, catalog, tmp
         assert secret not in repr(sf) and secret not in caplog.text
         assert secret.encode() not in on_disk
     assert "<redacted>" in caplog.text          # spotipy did log the headers, without the secret
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite"]
 
 
 def test_spotify_credentials_from_environment_or_clear_error(spotify, fake, catalog, monkeypatch):
@@ -359,7 +361,7 @@ def test_add_audio_features_joins_real_reviews(file_features, tracks):
     gambino = out[out.song == "This Is America"]
     assert len(gambino) and (gambino.energy == 0.463).all()
     assert (report.unmatched.reason == "missing artist").sum() == reviews.artist.isna().sum()
-    assert f"matched {report.matched} of {len(reviews)} rows" in str(report)
+    assert f"matched {report.matched} of {len(reviews)} rows" in repr(report)
     assert "energy" not in reviews.columns                          # the input is not modified
 
 
