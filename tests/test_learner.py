@@ -35,7 +35,7 @@ def context_decides():
 
 @pytest.fixture(scope="module")
 def tracks_dls(tracks):
-    return ContextTextDataLoaders.from_df(tracks.sample(3000, random_state=0), "track_name",
+    return ContextTextDataLoaders.from_df(tracks.dropna(subset=["track_name"]).sample(3000, random_state=0), "track_name",
                                           ["energy", "playlist_genre"], bs=32, seq_len=24, seed=0)
 
 
