@@ -37,6 +37,7 @@ _CONTRACTION_PIECES = frozenset({"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"})
 _NEGATED_STEMS = {"wo": "will", "ca": "can", "sha": "shall", "ai": "is"}
 _SPLIT_NEGATION = re.compile(r"(\w)(n't)\b")
 _SPLIT_CLITIC = re.compile(r"(\w)('(?:s|re|ve|ll|d|m))\b")
+_JOIN_SLANG = re.compile(r"\b(gon|wan|got) (na|ta)\b")     # spaCy's "gon na" is the word "gonna"
 _TOKEN = re.compile(r"""
       n't\b | '(?:s|re|ve|ll|d|m)\b               # contraction pieces
     | \d+(?:[.,:]\d+)*(?:st|nd|rd|th|s|am|pm|k)?\b  # numbers: 3, 3.5, 1,000, 3:45, 2nd, 1990s
@@ -52,7 +53,7 @@ def _tokens(text: str) -> list[str]:
     """Lowercased word, number and punctuation tokens of raw or fastai-tokenized text, with
     contractions split the way fastai splits them, so both kinds of text count alike."""
     text = text.lower().replace("\u2019", "'")
-    text = _SPLIT_CLITIC.sub(r"\1 \2", _SPLIT_NEGATION.sub(r"\1 \2", text))
+    text = _SPLIT_CLITIC.sub(r"\1 \2", _SPLIT_NEGATION.sub(r"\1 \2", _JOIN_SLANG.sub(r"\1\2", text)))
     return _TOKEN.findall(text)
 
 
