@@ -85,6 +85,15 @@ def parse_value(key: str, value: Any, default: Any) -> Any:
         if isinstance(value, str):
             return value
         fail("a string")
+    if isinstance(default, dict):
+        if isinstance(value, str):   # `context='{genre: rock}'`
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass
+        if not isinstance(value, dict):
+            fail("a mapping such as {key: value}")
+        return dict(value)
     if isinstance(default, (list, tuple)):
         if isinstance(value, str):   # `cols=energy,valence` or `cols=[energy, valence]`
             value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
@@ -117,12 +126,18 @@ def _check_key(key: str, defaults: Mapping, where: str) -> None:
         raise ConfigError(f"unknown config key {key!r} in {where}{hint} Known keys: {sorted(defaults)}")
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = (), defaults: Mapping[str, Any] = {}) -> dict:
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), defaults: Mapping[str, Any] = {},
+                command: str | None = None) -> dict:
     """`defaults`, updated by the YAML/JSON file at `path` (if any), then by `key=value` strings.
-    Unknown keys and values of the wrong type raise `ConfigError` naming the key."""
+    Unknown keys and values of the wrong type raise `ConfigError` naming the key. A file may
+    name its `command` (as a run folder's `config.yaml` does); it must then be `command`."""
     cfg = dict(defaults)
     if path is not None:
-        for k, v in _read_file(Path(path)).items():
+        data = _read_file(Path(path))
+        saved = data.pop("command", None)
+        if saved is not None and command is not None and saved != command:
+            raise ConfigError(f"config file {str(path)!r} is for the {saved!r} command, not {command!r}")
+        for k, v in data.items():
             _check_key(k, defaults, f"config file {str(path)!r}")
             cfg[k] = parse_value(k, v, defaults[k])
     for o in overrides:
