@@ -9,6 +9,8 @@ costs one small matmul per layer plus the decoder.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
@@ -116,5 +118,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1., top_k: int | None
         probs = probs.scatter(1, order, sorted_p.masked_fill(drop, 0.))
     if min_p is not None:
         keep = probs >= min_p
-        probs = torch.where(keep.any(1, keepdim=True), probs * keep, probs)   # fastai: ignore min_p if nothing passes
+        if not keep.any(1).all():
+            warnings.warn(f"There is no item with probability >= {min_p}, try a lower value.")  # fastai's warning
+        probs = torch.where(keep.any(1, keepdim=True), probs * keep, probs)   # and, like fastai, min_p is ignored
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -18,6 +18,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
 from fastai.text.learner import LMLearner, _get_text_vocab, clean_raw_keys, decode_spec_tokens, match_embeds
+from fastai.text.models.awdlstm import awd_lstm_lm_config
 from fastcore.meta import delegates
 from fastcore.xtras import load_pickle
 from fastprogress.fastprogress import progress_bar
@@ -207,6 +208,10 @@ def context_language_model_learner(dls, arch=ContextAWD_LSTM, config: Mapping | 
     learn = ContextLMLearner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=metrics,
                              splitter=_context_model_meta[arch]["split_lm"], **kwargs)
     if pretrained:
+        enc, wt103 = learn.model[0], awd_lstm_lm_config
+        if (enc.emb_sz, enc.n_hid, enc.n_layers) != (wt103["emb_sz"], wt103["n_hid"], wt103["n_layers"]):
+            raise ValueError("pretrained=True loads fastai's WikiText-103 AWD_LSTM (emb 400, hidden 1152, 3 layers): "
+                             "pass config='fastai'")
         from fastai.data.external import URLs, untar_data
         path = untar_data(URLs.WT103_FWD, c_key="model")
         learn.load_plain_lm(next(path.glob("*.pth")), next(path.glob("*.pkl")))

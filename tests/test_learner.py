@@ -178,3 +178,8 @@ def test_lr_find_runs(context_decides):
     with learn.no_bar(), learn.no_logging():
         res = learn.lr_find(num_it=20, show_plot=False)
     assert res.valley > 0
+
+
+def test_pretrained_needs_fastais_config(tracks_dls):
+    with pytest.raises(ValueError, match="config='fastai'"):
+        context_language_model_learner(tracks_dls, config=TINY, pretrained=True)

@@ -110,6 +110,8 @@ def test_sample_next_filters():
     assert (sample_next(logits, banned=[2], top_k=1, generator=g) == 3).all()
     assert set(sample_next(logits, top_k=2, generator=g).tolist()) == {2, 3}
     assert (sample_next(logits, min_p=0.5, generator=g) == 2).all()
+    with pytest.warns(UserWarning, match="no item with probability >= 0.99"):
+        assert set(sample_next(logits, min_p=0.99, generator=g).tolist()) > {2}
     cold = sample_next(logits, temperature=0.05, generator=g)
     assert (cold == 2).all()
     for bad in (dict(temperature=0), dict(top_k=0), dict(top_p=1.5)):
