@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,20 @@ class Command:
     options: dict[str, tuple[Any, str]]
     run: Callable[[dict, Path], None]
     resumable: bool = False
+    inputs: dict[str, str] = field(default_factory=dict)   # path keys -> what they name, checked before running
+
+    def check_inputs(self, cfg: Mapping) -> None:
+        "Fail before creating a run folder if an input path is missing (built-in data names pass)."
+        for key, what in self.inputs.items():
+            if cfg[key] not in BUILTIN_DATA:
+                _existing_path(cfg, key, what)
 
     @property
     def defaults(self) -> dict[str, Any]:
         return {k: d for k, (d, _) in self.options.items()}
 
 
+BUILTIN_DATA = ("spotify", "song_titles")
 COMMON = {"seed": (42, "random seed: data split, shuffling, initial weights, sampling")}
 
 LM_DATA = {
@@ -366,7 +374,7 @@ def _sweep(args: argparse.Namespace) -> None:
         raise ConfigError(f"--command {args.command!r}: sweeps run a training command: train-lm or train-vae")
     cmd = COMMANDS[args.command]
     config, overrides = _split_config(args.config, args.overrides)
-    load_config(config, overrides, cmd.defaults, command=cmd.name)      # fail now, not in every job
+    cmd.check_inputs(load_config(config, overrides, cmd.defaults, command=cmd.name))   # fail now, not in every job
     root = Path(args.run_dir) if args.run_dir else make_run_dir("sweep")
     root.mkdir(parents=True, exist_ok=True)
     kw = dict(command=cmd.name, config=config, overrides=overrides, root=root, jobs=args.jobs,
@@ -384,11 +392,16 @@ def _sweep(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------ main
 COMMANDS: dict[str, Command] = {c.name: c for c in [
-    Command("train-lm", "train a context-conditioned language model (AWD-LSTM)", TRAIN_LM, train_lm, resumable=True),
-    Command("generate", "generate text at chosen context values; controllability report", GENERATE, generate),
-    Command("wordclouds", "word clouds side by side and distinctive words of a generate run", WORDCLOUDS, wordclouds),
-    Command("train-vae", "train a sentence VAE", TRAIN_VAE, train_vae, resumable=True),
-    Command("homotopy", "decode the path between two sentences in a trained VAE's latent space", HOMOTOPY, homotopy),
+    Command("train-lm", "train a context-conditioned language model (AWD-LSTM)", TRAIN_LM, train_lm, resumable=True,
+            inputs={"data": "data file"}),
+    Command("generate", "generate text at chosen context values; controllability report", GENERATE, generate,
+            inputs={"model": "trained model (a train-lm run folder or its model.pkl)"}),
+    Command("wordclouds", "word clouds side by side and distinctive words of a generate run", WORDCLOUDS, wordclouds,
+            inputs={"samples": "generate run folder"}),
+    Command("train-vae", "train a sentence VAE", TRAIN_VAE, train_vae, resumable=True,
+            inputs={"data": "text file"}),
+    Command("homotopy", "decode the path between two sentences in a trained VAE's latent space", HOMOTOPY, homotopy,
+            inputs={"model": "trained model (a train-vae run folder or its model.pkl)"}),
 ]}
 
 
@@ -483,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             config, overrides = _split_config(args.config, args.overrides)
             cfg = load_config(config, overrides, cmd.defaults, command=cmd.name)
+            cmd.check_inputs(cfg)
             run_dir = _shared_run_dir(cmd.name, args.run_dir)
             from fastai.torch_core import rank_distrib
             if rank_distrib() == 0:

@@ -61,20 +61,20 @@ def _override(key: str, value: Any) -> str:
 
 
 def _run_name(i: int, params: Mapping[str, Any]) -> str:
-    body = "_".join(_override(k, v) for k, v in params.items())
+    body = "_".join(_override(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in params.items())
     return f"{i:03d}_" + re.sub(r"[^\w.=,+-]", "-", body)[:80]
 
 
 def run_job(command: str, config: str | None, overrides: Sequence[str], params: Mapping[str, Any],
             run_dir: Path, threads: int | None = None) -> int:
     """Run `fastai-context COMMAND` in a subprocess writing to `run_dir` (its output goes to
-    `run_dir.log`); return its exit status."""
+    `<run_dir>.log` beside it); return its exit status."""
     cmd = [sys.executable, "-m", "fastai_context.cli", command, *([config] if config else []), *overrides,
            *(_override(k, v) for k, v in params.items()), "--run-dir", str(run_dir)]
     env = dict(os.environ)
     if threads is not None and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(threads)
-    with open(run_dir.with_suffix(".log"), "w") as log:
+    with open(run_dir.parent / f"{run_dir.name}.log", "w") as log:
         return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
 
 
@@ -131,6 +131,7 @@ def optuna_sweep(space: Mapping[str, Any], n_trials: int, command: str, config: 
     import optuna
     if not space:
         raise ConfigError("an optuna sweep needs a search space: --param key=low:high[:log] or key=a,b")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.RandomSampler(seed=seed) if search == "random" else optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(direction="maximize" if maximize else "minimize", sampler=sampler)
     runs: list[dict] = []
@@ -154,7 +155,6 @@ def optuna_sweep(space: Mapping[str, Any], n_trials: int, command: str, config: 
             raise optuna.TrialPruned(f"run {run['run_dir'].name} failed or has no {metric}")
         return value
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=n_trials, n_jobs=jobs)
     table = summarize(runs, metric, maximize)
     _write_summary(table, root)
