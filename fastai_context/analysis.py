@@ -16,7 +16,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -275,7 +275,7 @@ def plot_word_clouds(clouds: Mapping[str, Mapping[str, float]], colors: Mapping[
 
 
 # -------------------------------------------------------------------------------- controllability
-@dataclass
+@dataclass(repr=False)
 class ControllabilityReport:
     """How far conditioning moves generated text along `feature`, as a regressor trained on real
     text sees it. `ratio` near 1: samples at the highest and lowest values are as far apart as real
@@ -288,10 +288,10 @@ class ControllabilityReport:
     real_spearman: float              # true vs predicted value on the real texts: the regressor's ceiling
     real_separation: float            # mean prediction on real top-decile minus bottom-decile texts
     ratio: float                      # separation / real_separation
-    samples: dict = field(repr=False)  # conditioning value -> generated documents
-    regressor: Any = field(repr=False)
+    samples: dict                     # conditioning value -> generated documents
+    regressor: Any
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         table = self.table.to_string(float_format=lambda v: f"{v:.4g}")
         return (f"controllability of {self.feature!r}\n{table}\n"
                 f"Spearman(value, prediction) = {self.spearman:.3f} (p = {self.spearman_pvalue:.2g}); "
@@ -365,28 +365,21 @@ def _generation_context(encoder, feature: str, context: Mapping[str, Any] | None
     return context
 
 
-def _documents(sample: str, max_words: int, doc_words: int) -> list[str]:
-    """Split a generated sample into documents at `xxbos`; a piece longer than any typical real
-    text (the learner may strip `xxbos`) is cut into pieces of typical real length."""
-    docs = []
-    for piece in re.split(rf"(?:^|\s){BOS}(?=\s|$)", sample):
-        words = piece.split()
-        if not _bag_of_words(piece):
-            continue
-        if len(words) <= max_words:
-            docs.append(piece.strip())
-        else:
-            docs += [" ".join(words[i:i + doc_words]) for i in range(0, len(words), doc_words)]
-    return docs
+def _documents(sample: str) -> list[str]:
+    """The documents of a generated sample, split where the model began a new one (`xxbos`). The
+    last one was cut off by the sample's end: it is dropped unless it is the only one."""
+    pieces = [p.strip() for p in re.split(rf"(?:^|\s){BOS}(?=\s|$)", sample)]
+    pieces = pieces[:-1] if len(pieces) > 1 else pieces
+    return [p for p in pieces if _bag_of_words(p)]
 
 
 def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.9), n_words: int = 2000,
                     real_texts: Iterable[str] | None = None, real_values: Iterable[float] | None = None,
-                    regressor=None, context: Mapping[str, Any] | None = None, doc_words: int | None = None,
+                    regressor=None, context: Mapping[str, Any] | None = None, n_samples: int = 20,
                     seed: int | None = 0, cv: int = 5, **generate_kwargs) -> ControllabilityReport:
-    """Does conditioning on `feature` control the text? Generate about `n_words` words at each of
-    `values` with `learn.generate`, and score them with a bag-of-words regressor trained on real
-    held-out texts to predict `feature`.
+    """Does conditioning on `feature` control the text? Generate `n_words` tokens at each of
+    `values` with `learn.generate`, and score the generated documents with a bag-of-words regressor
+    trained on real held-out texts to predict `feature`.
 
     The regressor (default: ridge on tf-idf bag-of-words; or pass a scikit-learn regressor on raw
     strings, fitted to use as is or unfitted to be fitted here) is fitted on `real_texts` /
@@ -397,10 +390,12 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
     predictions). For reference, ridge on bag-of-words reaches Spearman 0.24 (track names), 0.27
     (album names) and 0.56 (playlist names) against real energy on held-out Spotify tracks.
 
-    Each sample is `doc_words` words long (default: the median real text length) so that generated
-    and real documents are alike; other context columns are held at `context` (numeric ones default
-    to their training mean). `seed` is reused at every value (common random numbers: only the
-    context differs); `generate_kwargs` (temperature, top_k, top_p) go to `learn.generate`."""
+    The tokens are drawn as `n_samples` streams and cut into documents where the model began a new
+    one (`learn.generate(..., doc_sep=...)`), so the regressor scores generated documents of the
+    lengths the model learned, like the real ones. Other context columns are held at `context`
+    (numeric ones default to their training mean). `seed` is reused at every value (common random
+    numbers: only the context differs); `generate_kwargs` (temperature, top_k, top_p) go to
+    `learn.generate`."""
     from scipy.stats import spearmanr
     encoder = learn.dls.context_encoder
     fixed = _generation_context(encoder, feature, context)
@@ -427,15 +422,11 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
     lo, hi = np.quantile(real_values, [0.1, 0.9])
     real_separation = float(real_pred[real_values >= hi].mean() - real_pred[real_values <= lo].mean())
 
-    lengths = np.array([len(t.split()) for t in real_texts])
-    doc_words = int(doc_words or max(round(float(np.median(lengths))), 1))
-    max_words = max(int(np.quantile(lengths, 0.95)), doc_words)
-    n_samples = math.ceil(n_words / doc_words)
     samples, rows, pairs = {}, [], []
     for v in values:
-        texts = learn.generate({**fixed, feature: v}, n_words=doc_words, n_samples=n_samples, seed=seed,
-                               doc_sep=f" {BOS} ", **generate_kwargs)
-        docs = [d for t in texts for d in _documents(t, max_words, doc_words)]
+        texts = learn.generate({**fixed, feature: v}, n_words=math.ceil(n_words / n_samples), n_samples=n_samples,
+                               seed=seed, doc_sep=f" {BOS} ", **generate_kwargs)
+        docs = [d for t in texts for d in _documents(t)]
         if not docs:
             raise ValueError(f"the learner generated no words at {feature}={v} (only special tokens or punctuation)")
         pred = np.asarray(regressor.predict(docs), dtype=float)

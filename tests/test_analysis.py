@@ -95,7 +95,8 @@ def test_word_counts_missing_stopwords_corpus_says_how_to_get_it(tmp_path, monke
     from nltk.corpus.util import LazyCorpusLoader
     # a fresh, not yet loaded corpus that can only look in an empty folder
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    monkeypatch.setattr(nltk.corpus, "stopwords", LazyCorpusLoader("stopwords", WordListCorpusReader, r"(?!README|\.).*"))
+    fresh = LazyCorpusLoader("stopwords", WordListCorpusReader, r"(?!README|\.).*")
+    monkeypatch.setattr(nltk.corpus, "stopwords", fresh)
     with pytest.raises(LookupError, match=r"nltk\.download\('stopwords'\).*NLTK_DATA"):
         word_counts(["summer night"])
     # a user list needs no corpus at all
@@ -206,16 +207,26 @@ def _context_decides_words(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 class _StandIn:
-    "A learner stand-in: writes words of the energy's third (or, with `ignore`, always the middle one)."
+    """A learner stand-in: streams of 3-6 word documents from the energy's third (or, with `ignore`,
+    always the middle one), `n_words` tokens per stream, `doc_sep` between documents."""
     def __init__(self, encoder, ignore=False):
         self.dls = type("Dls", (), {"context_encoder": encoder})()
         self.ignore, self.calls = ignore, []
 
-    def generate(self, context, n_words, n_samples=1, seed=None, **kwargs):
-        self.calls.append(dict(context=context, n_words=n_words, n_samples=n_samples, seed=seed, **kwargs))
+    def generate(self, context, n_words, n_samples=1, seed=None, doc_sep=" ", **kwargs):
+        self.calls.append(dict(context=context, n_words=n_words, n_samples=n_samples, seed=seed, doc_sep=doc_sep,
+                               **kwargs))
         rng = np.random.default_rng(seed)
         words = _BINS[1] if self.ignore else _BINS[min(int(context["energy"] * 3), 2)]
-        return [" ".join(rng.choice(words, n_words)) for _ in range(n_samples)]
+        streams = []
+        for _ in range(n_samples):
+            docs, n = [], 0
+            while n < n_words:
+                docs.append(list(rng.choice(words, rng.integers(3, 7))))
+                n += len(docs[-1]) + 1
+            docs[-1] = docs[-1][:len(docs[-1]) - (n - n_words)]      # the stream ends mid-document
+            streams.append(doc_sep.join(" ".join(d) for d in docs))
+        return streams
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +244,13 @@ def test_controllability_with_a_stand_in(corpus):
     assert list(r.table.index) == [0.1, 0.5, 0.9]
     assert r.table.mean_prediction.is_monotonic_increasing
     assert r.spearman > 0.8 and r.real_spearman > 0.8 and 0.85 < r.ratio < 1.2
-    # samples as long as a typical real text, enough of them for n_words, the same seed at every value
-    assert {c["n_words"] for c in learn.calls} == {5} and {c["n_samples"] for c in learn.calls} == {100}
-    assert {c["seed"] for c in learn.calls} == {0}
-    assert len(r.samples[0.9]) == 100 and "fury" in " ".join(r.samples[0.9])
-    assert "ratio" in str(r) and "Spearman" in str(r)
+    # 20 streams of 25 tokens at each value, the same seed at every value, documents split where they begin
+    calls = [(c["n_words"], c["n_samples"], c["seed"], c["doc_sep"]) for c in learn.calls]
+    assert calls == [(25, 20, 0, " xxbos ")] * 3
+    docs = r.samples[0.9]
+    assert 40 < len(docs) == r.table.n_docs[0.9] < 100
+    assert all(3 <= len(d.split()) <= 6 and set(d.split()) <= set(_BINS[2]) for d in docs)   # whole documents
+    assert "ratio" in repr(r) and "Spearman" in repr(r) and "0.9" in repr(r)
     flat = controllability(_StandIn(enc, ignore=True), "energy", n_words=500, real_texts=real.text,
                            real_values=real.energy)
     assert abs(flat.ratio) < 0.05 and (math.isnan(flat.spearman) or abs(flat.spearman) < 0.1)
@@ -252,7 +265,7 @@ def test_controllability_regressor_ceiling_on_real_spotify_names(tracks):
     assert 0.4 < r.real_spearman < 0.7 and r.real_separation > 0.1
 
 
-def test_controllability_takes_a_fitted_regressor_and_splits_documents(corpus):
+def test_controllability_takes_a_fitted_regressor(corpus):
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
@@ -260,15 +273,14 @@ def test_controllability_takes_a_fitted_regressor_and_splits_documents(corpus):
     real = _context_decides_words(300, seed=1)
     reg = make_pipeline(CountVectorizer(), LinearRegression()).fit(corpus.text, corpus.energy)
 
-    class Joined(_StandIn):   # one long sample per call, documents marked by the separator it is given
+    class NoBoundaries(_StandIn):   # a learner that does not mark new documents: one document per stream
         def generate(self, context, n_words, n_samples=1, seed=None, doc_sep=" ", **kwargs):
-            docs = super().generate(context, n_words, n_samples, seed)
-            return [doc_sep.join(docs)]
-    learn = Joined(ContextEncoder.fit(corpus, ["energy"]))
-    r = controllability(learn, "energy", values=(0.2, 0.8), n_words=300, real_texts=real.text,
+            return super().generate(context, n_words, n_samples, seed, doc_sep=" ")
+    learn = NoBoundaries(ContextEncoder.fit(corpus, ["energy"]))
+    r = controllability(learn, "energy", values=(0.2, 0.8), n_words=300, n_samples=30, real_texts=real.text,
                         real_values=real.energy, regressor=reg)
     assert r.regressor is reg
-    assert r.table.n_docs.tolist() == [60, 60]
+    assert r.table.n_docs.tolist() == [30, 30]
     assert r.ratio > 0.8
 
 
