@@ -295,6 +295,9 @@ def test_controllability_clear_errors(corpus):
         controllability(learn, "genre", **kw)
     with pytest.raises(ValueError, match="'genre' is categorical: pass its value"):
         controllability(learn, "energy", **kw)
+    learn.dls.valid = type("Valid", (), {"dataset": []})()     # like a learner from load_learner
+    with pytest.raises(ValueError, match="no validation texts.*pass real_texts= and real_values="):
+        controllability(learn, "energy", context={"genre": "rock"})
     with pytest.raises(ValueError, match="both real_texts and real_values"):
         controllability(learn, "energy", context={"genre": "rock"}, real_texts=corpus.text)
     with pytest.raises(ValueError, match="at least 20 real texts"):
