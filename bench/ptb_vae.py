@@ -7,6 +7,8 @@ tokens/s. Defaults follow timbmg/Sentence-VAE (GRU 256, embedding 300, batch 32)
 reference speed on the project's 2-core CPU is about 1,400 tokens/s.
 
     python bench/ptb_vae.py --epochs 1            # budget run on CPU
+    python bench/ptb_vae.py --models vae --json vae.json & python bench/ptb_vae.py --models lm --json lm.json
+    python bench/ptb_vae.py --report vae.json lm.json
     python bench/ptb_vae.py --epochs 30 --z 32    # full-length run (GPU)
 """
 from __future__ import annotations
@@ -53,7 +55,7 @@ def peer_tokens_per_s(dls, args, n_batches: int) -> tuple[float, float]:
         lengths = (x != pad).sum(1) + 1
         tokens = torch.cat([x.new_full((len(x), 1), m.bos_idx), x], 1)
         packed = pack_padded_sequence(m.decoder_inputs(tokens, cond), lengths, batch_first=True, enforce_sorted=False)
-        out, _ = m.decoder(packed, m._permute_state(m.initial_state(cond), packed))
+        out, _ = m.decoder(packed, m.initial_state(cond))
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
         logits = m.out(out)                                            # every padded position
         y = append_eos(x, pad, eos)
@@ -129,44 +131,58 @@ def main(argv=None):
     p.add_argument("--test-sentences", type=int, default=None, help="evaluate on the first N test sentences only")
     p.add_argument("--peer-batches", type=int, default=100, help="batches timed for the speed comparison")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), or both")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--report", nargs="+", default=None, help="print the table from the --json files of earlier runs")
     args = p.parse_args(argv)
     if args.kl_warmup >= 1:
         args.kl_warmup = int(args.kl_warmup)
 
+    if args.report:
+        results = {}
+        for f in args.report:
+            with open(f) as fh:
+                results.update(json.load(fh)["results"])
+        return report(results)
     dls = SentenceDataLoaders.from_texts(ptb_sentences("train"), valid_texts=ptb_sentences("valid"), bs=args.bs,
                                          tok=BaseTokenizer(), rules=[], min_freq=1)
     test = ptb_sentences("test")[:args.test_sentences]
     test_dl = dls.sentence_dl(test, bs=256)
     print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
-    peer, mine = peer_tokens_per_s(dls, args, args.peer_batches)
-    print(f"speed, same run, {args.peer_batches} training batches each: padded/unbucketed (timbmg-style) "
-          f"{peer:.0f} tokens/s, this package {mine:.0f} tokens/s: {mine / peer:.2f}x "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    if args.peer_batches:
+        peer, mine = peer_tokens_per_s(dls, args, args.peer_batches)
+        print(f"speed, same run, {args.peer_batches} training batches each: padded/unbucketed (timbmg-style) "
+              f"{peer:.0f} tokens/s, this package {mine:.0f} tokens/s: {mine / peer:.2f}x "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
     results = {}
-    for name, z_dim in (("vae", args.z), ("lm", 0)):
-        learn, tok_s = train(dls, args, z_dim)
-        results[name] = dict(evaluate(learn, test_dl, args.iw_samples), tokens_per_s=tok_s)
+    for name in args.models.split(","):
+        learn, tok_s = train(dls, args, args.z if name == "vae" else 0)
+        results[name] = dict(evaluate(learn, test_dl, args.iw_samples), tokens_per_s=tok_s, epochs=args.epochs,
+                             test_sentences=len(test), iw_samples=args.iw_samples if name == "vae" else 1)
         print(name, json.dumps(results[name]), flush=True)
-    vae, lm = results["vae"], results["lm"]
-    print(f"\nPTB test, {args.epochs} epoch(s), {args.cell.upper()} {args.hidden}, emb {args.emb}, z {args.z}, "
-          f"batch {args.bs}, IW samples {args.iw_samples}")
-    print(f"{'':4} {'IW-NLL':>8} {'IW-PPL':>8} {'-ELBO':>8} {'ELBO-PPL':>8} {'KL':>6} {'MI':>6} {'AU':>4} {'tok/s':>7}")
-    for name, r in results.items():
-        print(f"{name:4} {r['iw_nll']:8.2f} {r['iw_ppl']:8.2f} {r['elbo']:8.2f} {r['elbo_ppl']:8.2f} {r['kl']:6.2f} "
-              f"{r['mi']:6.2f} {r['active_units']:4d} {r['tokens_per_s']:7.0f}")
-    gap = vae["iw_nll"] - lm["iw_nll"]
-    print(f"VAE IW-NLL - LM NLL = {gap:+.2f} nats (goal <= +1); KL {vae['kl']:.2f} (goal >= 3); "
-          f"active units {vae['active_units']} (goal >= 5)")
-    print(f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"training speed: VAE {vae['tokens_per_s'] / REFERENCE_TOKENS_PER_S:.2f}x and LM "
-          f"{lm['tokens_per_s'] / REFERENCE_TOKENS_PER_S:.2f}x the reference {REFERENCE_TOKENS_PER_S} tokens/s")
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
             json.dump(dict(args=vars(args), results=results), f, indent=1)
         os.replace(tmp, args.json)
+    report(results)
+
+
+def report(results: dict) -> None:
+    "The comparison table, and the goals of issue 6 when both models are there."
+    print(f"\n{'':4} {'IW-NLL':>8} {'IW-PPL':>8} {'-ELBO':>8} {'ELBO-PPL':>8} {'KL':>6} {'MI':>6} {'AU':>4} {'tok/s':>7}")
+    for name, r in results.items():
+        print(f"{name:4} {r['iw_nll']:8.2f} {r['iw_ppl']:8.2f} {r['elbo']:8.2f} {r['elbo_ppl']:8.2f} {r['kl']:6.2f} "
+              f"{r['mi']:6.2f} {r['active_units']:4d} {r['tokens_per_s']:7.0f}")
+    if "vae" in results and "lm" in results:
+        vae, lm = results["vae"], results["lm"]
+        print(f"VAE IW-NLL - LM NLL = {vae['iw_nll'] - lm['iw_nll']:+.2f} nats (goal <= +1); KL {vae['kl']:.2f} "
+              f"(goal >= 3); active units {vae['active_units']} (goal >= 5)")
+    for name, r in results.items():
+        print(f"training speed {name}: {r['tokens_per_s'] / REFERENCE_TOKENS_PER_S:.2f}x the reference "
+              f"{REFERENCE_TOKENS_PER_S} tokens/s")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

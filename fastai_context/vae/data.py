@@ -106,7 +106,9 @@ class SentenceTokenizer:
             if w in (TK_MAJ, TK_UP):
                 case = w
             elif w not in (PAD, BOS):
-                words.append(w.capitalize() if case == TK_MAJ else w.upper() if case == TK_UP else w)
+                if w not in SPECIAL_TOKENS:
+                    w = w.capitalize() if case == TK_MAJ else w.upper() if case == TK_UP else w
+                words.append(w)
                 case = None
         return " ".join(words)
 

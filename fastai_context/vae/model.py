@@ -15,7 +15,7 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
 __all__ = ["SentenceVAE", "packed_tokens", "append_eos", "gaussian_kl"]
 
@@ -143,16 +143,8 @@ class SentenceVAE(nn.Module):
         tokens = torch.cat([x.new_full((len(x), 1), self.bos_idx), x], 1)
         inp = self.decoder_inputs(self.drop_words(tokens), cond)
         packed = pack_padded_sequence(inp, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.decoder(packed, self._permute_state(self.initial_state(cond), packed))
+        out, _ = self.decoder(packed, self.initial_state(cond))     # the RNN puts the state in packed order
         return self.out(self.out_dropout(out.data))
-
-    @staticmethod
-    def _permute_state(state, packed: PackedSequence):
-        "Put the initial state in the packed (length-sorted) batch order, as the RNN expects."
-        idx = packed.sorted_indices
-        if isinstance(state, tuple):
-            return tuple(s.index_select(1, idx) for s in state)
-        return state.index_select(1, idx)
 
     def step(self, tokens: torch.Tensor, cond: torch.Tensor, state):
         "One decoding step for inference: `tokens (bs,)` -> `(logits (bs, vocab), state)`."
