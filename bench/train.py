@@ -1,18 +1,18 @@
 """Training tokens/s of ContextAWD_LSTM against fastai's AWD_LSTM of the same size, same data, same run.
 
-Usage: python bench/train.py [--rows N] [--rounds 3] [--config cpu|fastai] [--bs 64] [--seq-len 72]
+Usage: python bench/train.py [--rows N] [--rounds 15] [--batches 4] [--config cpu|fastai] [--bs 64] [--seq-len 72]
 The corpus is the real Spotify track names with their energy (what nbs/01 trains on). Both
 models train inside fastai's LMLearner with the same ContextLanguageModelLoader batches, the
 same callbacks (ModelResetter, RNNRegularizer) and the same optimizer; fastai's model simply
-ignores the context. Epochs alternate between the two models so that machine noise hits both
-alike; the ratio is the median of the per-round ratios.
+ignores the context. The two models take turns, `--batches` training batches at a time, so
+that noise from a shared machine hits both alike; the ratio is the median of the per-round ratios.
 """
 import argparse
 import statistics
 import time
 
 import torch
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelFitException
 from fastai.losses import CrossEntropyLossFlat
 from fastai.text.learner import LMLearner
 from fastai.text.models.awdlstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_lm_split
@@ -29,24 +29,28 @@ class PlainOnContextBatches(SequentialRNN):
 
 
 class TrainTimer(Callback):
-    "Seconds and tokens of the training phase only (no validation)."
+    "Seconds and tokens of the first `n_batches` training batches; then stop fitting."
     order = 100
 
+    def __init__(self, n_batches: int):
+        self.n_batches = n_batches
+
     def before_train(self):
-        self.tokens, self.start = 0, time.perf_counter()
+        self.tokens, self.batches, self.start = 0, 0, time.perf_counter()
 
     def after_batch(self):
-        if self.training:
-            self.tokens += self.xb[0].numel()
-
-    def after_train(self):
-        self.seconds = time.perf_counter() - self.start
+        self.tokens += self.xb[0].numel()
+        self.batches += 1
+        if self.batches == self.n_batches:
+            self.seconds = time.perf_counter() - self.start
+            raise CancelFitException()
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=None, help="tracks to use (default: all)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--batches", type=int, default=4, help="training batches per model and round")
     p.add_argument("--config", choices=["cpu", "fastai"], default="cpu")
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=72)
@@ -66,10 +70,13 @@ def main():
           f"vocab {len(dls.vocab)}")
     print(f"models: ContextAWD_LSTM {n_params(ours) / 1e6:.2f}M parameters, AWD_LSTM {n_params(plain) / 1e6:.2f}M "
           f"(config {args.config}: emb {plain_cfg['emb_sz']}, hidden {plain_cfg['n_hid']}, {plain_cfg['n_layers']} layers)")
+    for learn in (plain, ours):                       # warm-up: optimizer creation, first allocations
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1, 1e-3, cbs=TrainTimer(1))
     rates = {"AWD_LSTM": [], "ContextAWD_LSTM": []}
     for r in range(args.rounds):
         for name, learn in (("AWD_LSTM", plain), ("ContextAWD_LSTM", ours)):
-            timer = TrainTimer()
+            timer = TrainTimer(args.batches)
             with learn.no_bar(), learn.no_logging():
                 learn.fit(1, 1e-3, cbs=timer)
             rates[name].append(timer.tokens / timer.seconds)

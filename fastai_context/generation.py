@@ -10,6 +10,7 @@ costs one small matmul per layer plus the decoder.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ class ContextLSTMSampler:
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1., top_k: int | None = None, top_p: float | None = None,
-                min_p: float | None = None, banned: list[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+                min_p: float | None = None, banned: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row of `logits` `(n, vocab)`.
 
     `temperature` scales the logits; `top_k` keeps the k likeliest tokens; `top_p` keeps the

@@ -44,12 +44,6 @@ class ContextLMLearner(LMLearner):
                                  "ContextTextDataLoaders.from_df, or pass context_encoder= to the loaders")
         return enc
 
-    def _encode_context(self, context: Mapping | None) -> torch.Tensor:
-        "One encoded context row; `None` means the training mean (the 'average document')."
-        if context is None:
-            return self.context_encoder.mean_context()
-        return self.context_encoder.encode(context)
-
     # ---------------------------------------------------------- generation
     def _tokenize(self, text: str) -> list[int]:
         "Token ids of `text` as in training (fastai's tokenizer puts `xxbos` first), one leading `xxbos`."
@@ -78,14 +72,16 @@ class ContextLMLearner(LMLearner):
         return [i for i, tok in enumerate(self.dls.vocab)
                 if tok == PAD or tok.startswith("xxfake") or (no_unk and tok == UNK)]
 
-    def _sampler(self, context: torch.Tensor) -> ContextLSTMSampler:
+    def _sample_ids(self, context: torch.Tensor, start: str, n_streams: int, n_words: int, seed: int | None,
+                    no_bar: bool, **sampling) -> list[list[int]]:
+        "Prime `n_streams` copies of `start` at one encoded `context` row; draw `n_words` tokens for each."
+        device = self.dls.device
+        prompt = torch.tensor(self._tokenize(start), device=device).repeat(n_streams, 1)
         self.model.eval()
-        return ContextLSTMSampler(self.model, context)
-
-    def _generator(self, seed: int | None) -> torch.Generator | None:
-        if seed is None:
-            return None
-        return torch.Generator(device=self.dls.device).manual_seed(seed)
+        sampler = ContextLSTMSampler(self.model, context.to(device).repeat(n_streams, 1))
+        generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+        words = sampler.sample(prompt, n_words, generator=generator, no_bar=no_bar, **sampling)
+        return torch.cat([prompt, words], dim=1).tolist()
 
     def generate(self, context: Mapping, n_words: int, n_samples: int = 1, temperature: float = 1.,
                  top_k: int | None = None, top_p: float | None = None, start: str = BOS, seed: int | None = None,
@@ -100,13 +96,8 @@ class ContextLMLearner(LMLearner):
             raise ValueError(f"n_words={n_words} must be >= 0 and n_samples={n_samples} >= 1")
         if context is None:
             raise ValueError(f"generate needs a context, e.g. {{'{self.context_encoder.columns[0]}': ...}}")
-        ctx = self.context_encoder.encode(context)
-        device = self.dls.device
-        prompt = torch.tensor(self._tokenize(start), device=device).repeat(n_samples, 1)
-        sampler = self._sampler(ctx.to(device).repeat(n_samples, 1))
-        words = sampler.sample(prompt, n_words, generator=self._generator(seed), no_bar=no_bar,
+        ids = self._sample_ids(self.context_encoder.encode(context), start, n_samples, n_words, seed, no_bar,
                                temperature=temperature, top_k=top_k, top_p=top_p, banned=self._banned(no_unk))
-        ids = torch.cat([prompt, words], dim=1).tolist()
         return [self._decode(row, decoder, doc_sep) for row in ids]
 
     def predict(self, text: str, n_words: int = 1, no_unk: bool = True, temperature: float = 1.,
@@ -115,12 +106,11 @@ class ContextLMLearner(LMLearner):
         """fastai's `LMLearner.predict` at a `context` (a mapping feature -> value, encoded by
         `dls.context_encoder`; `None` feeds the training mean): return `text` and the `n_words`
         that come after. Carries the LSTM state forward instead of re-running the text per word."""
-        device = self.dls.device
-        prompt = torch.tensor(self._tokenize(text), device=device)[None]
-        sampler = self._sampler(self._encode_context(context).to(device)[None])
-        words = sampler.sample(prompt, n_words, generator=self._generator(seed), no_bar=no_bar,
-                               temperature=temperature, min_p=min_p, banned=self._banned(no_unk))
-        return self._decode(torch.cat([prompt, words], dim=1)[0].tolist(), decoder)
+        enc = self.context_encoder
+        row = enc.mean_context() if context is None else enc.encode(context)
+        ids = self._sample_ids(row, text, 1, n_words, seed, no_bar, temperature=temperature, min_p=min_p,
+                               banned=self._banned(no_unk))
+        return self._decode(ids[0], decoder)
 
     # ----------------------------------------------------- does context help?
     def _perplexity(self, dl: ContextLanguageModelLoader) -> float:
