@@ -146,3 +146,54 @@ def test_refuses_other_epoch_count(titles_df, tmp_path):
     again = make_learner(titles_df, tmp_path, seed=0)
     with again.no_bar(), pytest.raises(ValueError, match="2-epoch run"):
         again.fit_one_cycle(3, 1e-2, cbs=Checkpoint(resume=True))
+
+
+# ---------------------------------------------------------------------- the command line, killed
+def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
+    """Kill a `fastai-context train-lm` subprocess in the middle of its second epoch, resume it with
+    `--resume`, and reach the metrics and weights of an uninterrupted run with the same seed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from fastai_context.cli import main
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "tiny-lm.yaml"
+    args = ["train-lm", str(cfg), "epochs=3", "n_docs=1500", "perplexity=false", "sample_words=0"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fastai_context.cli", *args, "--run-dir", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 240
+        while not (killed / "checkpoint.pth").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)                 # epoch 2 has just begun
+    finally:
+        proc.kill()
+        proc.wait()
+    assert load_checkpoint(killed / "checkpoint.pth")["epoch"] == 1
+    assert not (killed / "model.pkl").exists()
+    assert len(pd.read_csv(killed / "history.csv")) == 1
+
+    main(["train-lm", "--resume", str(killed)])
+    full = tmp_path / "full"
+    main([*args, "--run-dir", str(full)])
+
+    got, want = (pd.read_csv(d / "history.csv").drop(columns="time") for d in (killed, full))
+    pd.testing.assert_frame_equal(got, want)
+    a, b = (load_checkpoint(d / "checkpoint.pth")["model"] for d in (killed, full))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (killed / "model.pkl").exists()
+
+
+def test_cli_resume_refuses_a_run_of_another_command(tmp_path):
+    from fastai_context.cli import main
+    from fastai_context.runs import save_config
+    save_config(tmp_path, {"epochs": 1}, "train-vae")
+    with pytest.raises(SystemExit, match="is a train-vae run, not train-lm"):
+        main(["train-lm", "--resume", str(tmp_path)])
