@@ -98,7 +98,7 @@ _context_model_meta = {ContextAWD_LSTM: dict(config_lm=context_lm_config, hid_na
 
 
 def _resolve_config(arch, config: Mapping | str | None) -> dict:
-    "`None`: the CPU-sized default; `'fastai'`: fastai's `awd_lstm_lm_config`; or a dict."
+    "`None`: the CPU-sized default; `'fastai'`: fastai's `awd_lstm_lm_config`; a dict overrides keys of the default."
     if arch not in _context_model_meta:
         raise ValueError(f"unknown architecture {arch!r}; available: {[a.__name__ for a in _context_model_meta]}")
     if config is None:
@@ -107,13 +107,17 @@ def _resolve_config(arch, config: Mapping | str | None) -> dict:
         if config != "fastai":
             raise ValueError(f"config={config!r}: pass None (CPU-sized default), 'fastai' (awd_lstm_lm_config) or a dict")
         return dict(awd_lstm_lm_config)
-    return dict(config)
+    default = _context_model_meta[arch]["config_lm"]
+    unknown = sorted(set(config) - set(default))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; {arch.__name__} takes {sorted(default)}")
+    return {**default, **config}
 
 
 def get_context_language_model(arch, vocab_sz: int, n_context: int, config: Mapping | str | None = None,
                                drop_mult: float = 1.) -> ContextSequentialRNN:
     """Like fastai's `get_language_model`, for a context architecture: `model(x, ctx)` returns
-    `(logits, last_layer_output, dropped_output)`, the decoder tied to the embedding."""
+    `(logits, last_layer_output, dropped_output)`; with `tie_weights` the decoder shares the embedding."""
     config = _resolve_config(arch, config)
     for k in config:
         if k.endswith("_p"):

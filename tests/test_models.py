@@ -79,6 +79,10 @@ def test_configs_cpu_default_and_fastai_one_argument_away():
     big = get_context_language_model(ContextAWD_LSTM, 100, 1, config="fastai")
     assert (big[0].emb_sz, big[0].n_hid, big[0].n_layers) == (awd_lstm_lm_config["emb_sz"], awd_lstm_lm_config["n_hid"], 3)
     assert big[0].rnns[0].module.input_size == 401
+    partial = get_context_language_model(ContextAWD_LSTM, 100, 1, config=dict(emb_sz=24))
+    assert (partial[0].emb_sz, partial[0].n_hid) == (24, 400)     # a dict overrides the default's keys
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['hidden'\]"):
+        get_context_language_model(ContextAWD_LSTM, 100, 1, config=dict(hidden=24))
     with pytest.raises(ValueError, match="config='big'"):
         get_context_language_model(ContextAWD_LSTM, 100, 1, config="big")
 
