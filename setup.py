@@ -25,6 +25,7 @@ setup(
         "matplotlib",
         "nltk",
         "spotipy",
+        "requests",          # audio_features talks to spotipy through a plain requests.Session
         "wordcloud",
         "pyyaml",            # run configs
         "accelerate",        # what fastai.distributed needs for data-parallel training

@@ -54,23 +54,52 @@ def _as_context(context, n_docs: int) -> torch.Tensor:
     return context
 
 
+def _tokenized_df_ids(dataset) -> list[torch.Tensor] | None:
+    """Fast path for fastai's `from_df` text datasets (pipeline ColReader -> Tokenizer -> Numericalize
+    over an already tokenized DataFrame): numericalize all documents at once. None otherwise."""
+    tls = getattr(dataset, "tls", None)
+    tl = tls[0] if tls is not None and len(tls) == 1 else dataset
+    fs = list(getattr(getattr(tl, "tfms", None), "fs", []))
+    items = getattr(tl, "items", None)
+    if not (len(fs) == 3 and isinstance(fs[0], ColReader) and isinstance(fs[1], Tokenizer)
+            and isinstance(fs[2], Numericalize) and isinstance(items, pd.DataFrame)):
+        return None
+    cols = list(fs[0].cols)
+    if len(cols) != 1 or cols[0] not in items.columns or getattr(fs[1], "mode", None) != "df":
+        return None
+    return _ids(items[cols[0]], fs[2].o2i)
+
+
+def _ids(token_lists, o2i) -> list[torch.Tensor]:
+    "Documents through a fitted vocabulary, all at once (what `Numericalize.encodes` does per item)."
+    return [torch.tensor([o2i[t] for t in toks], dtype=torch.long) for toks in token_lists]
+
+
 class ContextLanguageModelLoader(LMDataLoader):
     """An `LMDataLoader` whose batches are `(x, ctx, y)`: `ctx[i, t]` is the context row of
     the document that token `x[i, t]` came from.
 
-    `context` holds one row per document of `dataset`. With `world_size > 1` the corpus is
+    `context` holds one row per document of `dataset`. `numericalized`, optional, gives the
+    dataset's documents as id tensors, to skip fastai's per-item pipeline at construction. With `world_size > 1` the corpus is
     cut into `bs * world_size` streams from one per-epoch document order shared by all
     ranks (set `shuffle_seed`), and rank `r` serves streams `r*bs .. (r+1)*bs - 1`.
     """
 
     def __init__(self, dataset, context, lens=None, cache=2, bs=64, seq_len=72, num_workers=0,
                  context_encoder: ContextEncoder | None = None, rank: int = 0, world_size: int = 1,
-                 shuffle_seed: int | None = None, vocab: Sequence[str] | None = None, **kwargs):
+                 shuffle_seed: int | None = None, vocab: Sequence[str] | None = None,
+                 numericalized: Sequence[torch.Tensor] | None = None, **kwargs):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
         if world_size > 1 and kwargs.get("shuffle", False) and shuffle_seed is None:
             raise ValueError("with world_size > 1 pass shuffle_seed so that all ranks share one document order")
-        docs = [_as_doc(dataset[i]) for i in range(len(dataset))]
+        if numericalized is not None and len(numericalized) != len(dataset):
+            raise ValueError(f"numericalized has {len(numericalized)} documents, the dataset {len(dataset)}")
+        # `numericalized` (the dataset's documents as id tensors) skips fastai's per-item pipeline.
+        if numericalized is None:
+            numericalized = _tokenized_df_ids(dataset)
+        docs = [_as_doc(d) for d in numericalized] if numericalized is not None \
+            else [_as_doc(dataset[i]) for i in range(len(dataset))]
         self.context = _as_context(context, len(docs))
         self.context_encoder, self.rank, self.world_size, self.shuffle_seed = context_encoder, rank, world_size, shuffle_seed
         self._epoch = 0
@@ -144,6 +173,7 @@ class ContextLanguageModelLoader(LMDataLoader):
         "Like `LMDataLoader.new`; a new `dataset` needs its own `context` (except an empty one)."
         if dataset is None:
             context = self.context if context is None else context
+            kwargs.setdefault("numericalized", list(torch.split(self._tokens, self._doc_lens.tolist())))
         elif context is None:
             if len(dataset):
                 raise ValueError("new(dataset=...) needs the matching context=: one row per document")
@@ -215,6 +245,15 @@ def _check_texts(df: pd.DataFrame, text_col: str) -> None:
                          f"(e.g. {s.loc[bad[0]]!r}); convert them with df[{text_col!r}].astype(str)")
 
 
+def _pipeline_tfm(dataset, cls):
+    "The fitted fastai transform of type `cls` (Tokenizer, Numericalize) in a text dataset's pipeline."
+    tls = getattr(dataset, "tls", [dataset])
+    for f in tls[0].tfms.fs:
+        if isinstance(f, cls):
+            return f
+    raise AttributeError(f"no {cls.__name__} in the dataset's pipeline")
+
+
 class ContextTextDataLoaders(DataLoaders):
     "fastai `DataLoaders` of `ContextLanguageModelLoader`s, with the fitted `context_encoder`."
 
@@ -266,20 +305,12 @@ class ContextTextDataLoaders(DataLoaders):
         valid = ContextLanguageModelLoader(dsets.valid, encoder.encode(valid_df), shuffle=False, **common)
         return cls(train, valid, path=path, device=device)
 
-    def _tfm(self, cls):
-        "The fitted fastai transform of type `cls` (Tokenizer, Numericalize) in the training pipeline."
-        tls = getattr(self.train.dataset, "tls", [self.train.dataset])
-        for f in tls[0].tfms.fs:
-            if isinstance(f, cls):
-                return f
-        raise AttributeError(f"no {cls.__name__} in the training pipeline")
-
     def test_dl(self, df: pd.DataFrame, text_col: str | None = None, **kwargs) -> ContextLanguageModelLoader:
         "A loader over new documents of `df`, tokenized, numericalized and context-encoded as in training."
-        tok, num = self._tfm(Tokenizer), self._tfm(Numericalize)
+        tok = _pipeline_tfm(self.train.dataset, Tokenizer)
         cols = tok.text_cols
         text_col = text_col or (cols if isinstance(cols, str) else cols[0])
         check_columns(df, [text_col], "text column")
         _check_texts(df, text_col)
-        docs = [num(tok(t)) for t in df[text_col]]
+        docs = _ids([tok(t) for t in df[text_col]], _pipeline_tfm(self.train.dataset, Numericalize).o2i)
         return self.valid.new(docs, context=self.context_encoder.encode(df), shuffle=False, **kwargs)

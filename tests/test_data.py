@@ -262,3 +262,12 @@ def test_unknown_feature_and_unseen_category_at_encode():
     with pytest.raises(ValueError, match="must be a number"):
         enc.encode({"energy": "loud", "genre": "rock"})
     assert enc.encode({"energy": 0.5, "genre": "rock"}).shape == (4,)
+
+
+def test_fast_numericalization_equals_fastai_pipeline(spotify_dls):
+    "Documents numericalized all at once equal fastai's per-item pipeline (the generic path)."
+    from fastai_context.data import _tokenized_df_ids
+    ds = spotify_dls[1].train.dataset
+    fast = _tokenized_df_ids(ds)
+    assert fast is not None and len(fast) == len(ds)
+    assert all(torch.equal(fast[i], ds[i][0]) for i in range(len(ds)))
