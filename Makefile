@@ -22,6 +22,21 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile -q tests
 
+# `make demo`: the whole workflow on the real Spotify tracks, every step's run folder inside DEMO_DIR.
+# Data: the folder FASTAI_CONTEXT_DATA if it exists, else the checksummed public download.
+DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+DEMO_CLI := $(VENV)/bin/fastai-context
+
+demo: install
+	@set -e; d=$(DEMO_DIR); start=$$(date +%s); \
+	if [ ! -d "$$FASTAI_CONTEXT_DATA" ]; then unset FASTAI_CONTEXT_DATA; fi; \
+	$(DEMO_CLI) train-lm configs/demo-lm.yaml --run-dir $$d/lm; \
+	$(DEMO_CLI) generate configs/demo-generate.yaml model=$$d/lm --run-dir $$d/generate; \
+	$(DEMO_CLI) wordclouds samples=$$d/generate --run-dir $$d/wordclouds; \
+	$(DEMO_CLI) train-vae configs/demo-vae.yaml --run-dir $$d/vae; \
+	$(DEMO_CLI) homotopy configs/demo-homotopy.yaml model=$$d/vae --run-dir $$d/homotopy; \
+	echo "demo finished in $$(( $$(date +%s) - start )) s: everything is in $$d"
+
 bench: install
 	$(PY) bench/loader.py
 

@@ -19,3 +19,8 @@ from .audio_features import (FileFeatures, MatchReport, SpotifyFeatures, Spotify
 # --- analysis (issue 4) ---
 from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, distinctive_words, plot_word_clouds,
                        word_cloud, word_counts)
+
+# --- workflow (issue 7) ---
+from .runs import ConfigError, load_config, make_run_dir
+from .checkpoint import Checkpoint
+from .distributed import ContextDistributedTrainer, distrib_ctx

@@ -298,7 +298,8 @@ def _panel_title(stem: str, feature: str, values: Sequence) -> str:
 
 # ------------------------------------------------------------------------------------- train-vae
 TRAIN_VAE = {
-    "data": ("song_titles", "'song_titles' (the song titles of the blog data) or a text file, one sentence a line"),
+    "data": ("song_titles", "'song_titles' (the blog data's 9,850 song titles), 'spotify' (the Spotify track names) "
+                            "or a text file, one sentence a line"),
     "n_docs": (0, "use a random sample of this many sentences (0: all)"),
     "valid_pct": (0.1, "fraction of sentences held out for validation"),
     "min_freq": (2, "minimum count of a token to enter the vocabulary"),
@@ -324,6 +325,8 @@ def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
     from .vae import SentenceDataLoaders, vae_learner
     if cfg["data"] == "song_titles":
         texts = datasets.song_titles()
+    elif cfg["data"] == "spotify":
+        texts = datasets.spotify_tracks(dedupe=True)["track_name"].dropna().tolist()
     else:
         texts = [ln.strip() for ln in _existing_path(cfg, "data", "text file").read_text(encoding="utf-8").splitlines()]
         texts = [t for t in texts if t]
@@ -487,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if resume:
             if args.config or args.overrides or args.run_dir:
                 raise ConfigError("--resume continues a run with its saved config: give no config, overrides or --run-dir")
-            run_dir = Path(resume)
+            run_dir = Path(resume).resolve()
             if read_config(run_dir)[0] != cmd.name:
                 raise ConfigError(f"{resume!r} is a {read_config(run_dir)[0]} run, not {cmd.name}")
             cfg = load_config(run_dir / CONFIG_NAME, [], cmd.defaults, command=cmd.name)
@@ -497,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             config, overrides = _split_config(args.config, args.overrides)
             cfg = load_config(config, overrides, cmd.defaults, command=cmd.name)
             cmd.check_inputs(cfg)
-            run_dir = _shared_run_dir(cmd.name, args.run_dir)
+            run_dir = _shared_run_dir(cmd.name, args.run_dir).resolve()
             from fastai.torch_core import rank_distrib
             if rank_distrib() == 0:
                 save_config(run_dir, cfg, cmd.name)

@@ -1,6 +1,7 @@
 """The `fastai-context` command line on tiny settings and real data: every command writes its run
 folder; bad configs fail before any work with an error naming the key."""
 import json
+import os
 import subprocess
 import sys
 
@@ -34,9 +35,13 @@ def error_of(*args) -> str:
 
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("runs") / "lm"
-    run("train-lm", TINY_LM, "--run-dir", d)
-    return d
+    root, cwd = tmp_path_factory.mktemp("runs"), os.getcwd()
+    os.chdir(root)
+    try:
+        run("train-lm", TINY_LM, "--run-dir", "lm")        # a relative run folder
+    finally:
+        os.chdir(cwd)
+    return root / "lm"
 
 
 # ------------------------------------------------------------------------------------ help, errors
