@@ -123,6 +123,14 @@ def test_sample_next_filters():
             sample_next(logits, **bad)
 
 
+def test_sampling_follows_the_distribution_and_never_draws_zero_probability():
+    probs = torch.tensor([[0.1, 0., 0.6, 0.3, 0.]]).repeat(20_000, 1)
+    draws = sample_next(probs.log(), generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5) / len(draws)
+    torch.testing.assert_close(freq, probs[0], atol=0.01, rtol=0)
+    assert freq[1] == 0 and freq[4] == 0
+
+
 def test_bidirectional_model_cannot_generate():
     model = small_lm(bidir=True)
     with pytest.raises(ValueError, match="unidirectional"):
