@@ -12,13 +12,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
+from fastai.callback.progress import CSVLogger
+from fastai.data.transforms import RandomSplitter
+from fastai.learner import load_learner
+from fastai.torch_core import num_distrib, rank_distrib, set_seed
+
+from . import datasets
+from .analysis import controllability, distinctive_words, plot_word_clouds, word_counts
+from .checkpoint import Checkpoint
+from .data import ContextTextDataLoaders
+from .distributed import distrib_ctx
+from .learner import context_language_model_learner
+from .models import context_lm_config
 from .runs import CONFIG_NAME, ConfigError, atomic_path, load_config, make_run_dir, read_config, save_config
+from .sweep import grid_sweep, optuna_sweep, parse_grid
+from .vae import SentenceDataLoaders, vae_learner
 
 __all__ = ["main", "COMMANDS"]
 
@@ -32,11 +51,12 @@ class Command:
     run: Callable[[dict, Path], None]
     resumable: bool = False
     inputs: dict[str, str] = field(default_factory=dict)   # path keys -> what they name, checked before running
+    builtin_data: tuple[str, ...] = ()                     # `data` values naming a built-in data set, not a path
 
     def check_inputs(self, cfg: Mapping) -> None:
-        "Fail before creating a run folder if an input path is missing (built-in data names pass)."
+        "Fail before creating a run folder if an input path is missing."
         for key, what in self.inputs.items():
-            if cfg[key] not in BUILTIN_DATA:
+            if not (key == "data" and cfg[key] in self.builtin_data):
                 _existing_path(cfg, key, what)
 
     @property
@@ -44,7 +64,6 @@ class Command:
         return {k: d for k, (d, _) in self.options.items()}
 
 
-BUILTIN_DATA = ("spotify", "song_titles")
 COMMON = {"seed": (42, "random seed: data split, shuffling, initial weights, sampling")}
 
 LM_DATA = {
@@ -61,7 +80,6 @@ LM_DATA = {
 # --------------------------------------------------------------------------------------- helpers
 def _echo(*args) -> None:
     "Print on rank 0 only (all ranks run the same command under torchrun)."
-    from fastai.torch_core import rank_distrib
     if rank_distrib() == 0:
         print(*args, flush=True)
 
@@ -76,19 +94,14 @@ def _existing_path(cfg: Mapping, key: str, what: str) -> Path:
     return p
 
 
-def _read_table(cfg: Mapping, columns: Sequence[tuple[str, list[str]]]):
-    "The data table of `cfg['data']`, with each (config key, columns) of `columns` checked against it."
-    import pandas as pd
-    from . import datasets
-    if cfg["data"] == "spotify":
-        df = datasets.spotify_tracks(dedupe=True)
-    else:
-        df = pd.read_csv(_existing_path(cfg, "data", "data file"))
-    for key, cols in columns:
+def _read_documents(cfg: Mapping) -> pd.DataFrame:
+    "The documents of `cfg['data']` with a text, checked to hold the text and context columns."
+    df = datasets.spotify_tracks(dedupe=True) if cfg["data"] == "spotify" else pd.read_csv(cfg["data"])
+    for key, cols in (("text_col", [cfg["text_col"]]), ("context_cols", cfg["context_cols"])):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise ConfigError(f"config key {key!r}: column(s) {missing} not in the data; it has {list(df.columns)}")
-    df = df.dropna(subset=[columns[0][1][0]])
+    df = df.dropna(subset=[cfg["text_col"]])
     if cfg["n_docs"]:
         df = df.sample(min(cfg["n_docs"], len(df)), random_state=cfg["seed"])
     return df.reset_index(drop=True)
@@ -96,8 +109,6 @@ def _read_table(cfg: Mapping, columns: Sequence[tuple[str, list[str]]]):
 
 def _load_model(cfg: Mapping, key: str = "model"):
     "A learner exported by `train-lm`/`train-vae`: `model` is its run folder or the `.pkl` itself."
-    import warnings
-    from fastai.learner import load_learner
     p = _existing_path(cfg, key, "trained model (a run folder or its model.pkl)")
     if p.is_dir():
         p = p / "model.pkl"
@@ -120,10 +131,6 @@ def _write_json(path: Path, obj: Any) -> None:
 def _fit(learn, cfg: Mapping, run_dir: Path, resume: bool) -> None:
     """`fit_one_cycle` with per-epoch metrics (CSVLogger) and checkpoints in `run_dir`,
     data-parallel when launched with several processes."""
-    from fastai.callback.progress import CSVLogger
-    from fastai.torch_core import rank_distrib
-    from .checkpoint import Checkpoint
-    from .distributed import distrib_ctx
     cbs = [Checkpoint(run_dir, resume=resume)]
     if rank_distrib() == 0:
         cbs.append(CSVLogger(run_dir / "history.csv", append=True))
@@ -144,8 +151,8 @@ TRAIN_LM = {
     "lr": (3e-3, "maximum learning rate of the one-cycle schedule"),
     "wd": (0.1, "weight decay"),
     "perplexity": (True, "after training, write validation perplexity with true, shuffled and mean context"),
-    "sample_words": (40, "after training, write a sample of this many words at the lowest and highest value of "
-                         "the first context column seen in training (0: none)"),
+    "sample_words": (40, "after training, write a sample of this many words at the 5th and 95th percentile of "
+                         "the first context column (its first two categories if categorical; 0: none)"),
     **COMMON,
 }
 
@@ -154,12 +161,7 @@ VALID_COL, VALID_CSV = "is_valid", "valid.csv"
 
 
 def train_lm(cfg: dict, run_dir: Path, resume: bool = False) -> None:
-    from fastai.data.transforms import RandomSplitter
-    from fastai.torch_core import rank_distrib, set_seed
-    from .data import ContextTextDataLoaders
-    from .learner import context_language_model_learner
-    from .models import context_lm_config
-    df = _read_table(cfg, [("text_col", [cfg["text_col"]]), ("context_cols", cfg["context_cols"])])
+    df = _read_documents(cfg)
     df[VALID_COL] = False           # split here, so that the held-out documents can be saved with the run
     df.loc[RandomSplitter(cfg["valid_pct"], seed=cfg["seed"])(df)[1], VALID_COL] = True
     set_seed(cfg["seed"])
@@ -211,8 +213,6 @@ def _value_name(feature: str, value: Any) -> str:
 
 
 def generate(cfg: dict, run_dir: Path) -> None:
-    import math
-    from .analysis import controllability
     learn = _load_model(cfg)
     enc = learn.dls.context_encoder
     if cfg["feature"] not in enc.columns:
@@ -234,7 +234,6 @@ def generate(cfg: dict, run_dir: Path) -> None:
         _write_text(path, "\n\n".join(texts) + "\n")
         _echo(f"{cfg['feature']}={v}: {len(texts)} samples of {per_sample} words -> {path}\n  {texts[0][:300]}")
     if cfg["controllability_words"] and cfg["feature"] in enc.numeric and len(cfg["values"]) > 1:
-        import pandas as pd
         model_dir = Path(cfg["model"]) if Path(cfg["model"]).is_dir() else Path(cfg["model"]).parent
         if not (model_dir / VALID_CSV).exists():
             raise ConfigError(f"config key 'controllability_words': the report needs the held-out texts that train-lm "
@@ -259,9 +258,6 @@ WORDCLOUDS = {
 
 
 def wordclouds(cfg: dict, run_dir: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    from .analysis import distinctive_words, plot_word_clouds, word_counts
     folder = _existing_path(cfg, "samples", "generate run folder")
     files = sorted((folder / "samples").glob("*.txt")) if folder.is_dir() else []
     if len(files) < 2:
@@ -320,9 +316,6 @@ TRAIN_VAE = {
 
 
 def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
-    from fastai.torch_core import rank_distrib, set_seed
-    from . import datasets
-    from .vae import SentenceDataLoaders, vae_learner
     if cfg["data"] == "song_titles":
         texts = datasets.song_titles()
     elif cfg["data"] == "spotify":
@@ -331,7 +324,6 @@ def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
         texts = [ln.strip() for ln in _existing_path(cfg, "data", "text file").read_text(encoding="utf-8").splitlines()]
         texts = [t for t in texts if t]
     if cfg["n_docs"]:
-        import random
         texts = random.Random(cfg["seed"]).sample(texts, min(cfg["n_docs"], len(texts)))
     set_seed(cfg["seed"])
     dls = SentenceDataLoaders.from_texts(texts, valid_pct=cfg["valid_pct"], bs=cfg["bs"], seed=cfg["seed"],
@@ -372,7 +364,6 @@ def homotopy(cfg: dict, run_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------------------- sweep
 def _sweep(args: argparse.Namespace) -> None:
-    from .sweep import grid_sweep, optuna_sweep, parse_grid
     if args.command not in COMMANDS or not COMMANDS[args.command].resumable:
         raise ConfigError(f"--command {args.command!r}: sweeps run a training command: train-lm or train-vae")
     cmd = COMMANDS[args.command]
@@ -396,13 +387,13 @@ def _sweep(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------ main
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("train-lm", "train a context-conditioned language model (AWD-LSTM)", TRAIN_LM, train_lm, resumable=True,
-            inputs={"data": "data file"}),
+            inputs={"data": "data file"}, builtin_data=("spotify",)),
     Command("generate", "generate text at chosen context values; controllability report", GENERATE, generate,
             inputs={"model": "trained model (a train-lm run folder or its model.pkl)"}),
     Command("wordclouds", "word clouds side by side and distinctive words of a generate run", WORDCLOUDS, wordclouds,
             inputs={"samples": "generate run folder"}),
     Command("train-vae", "train a sentence VAE", TRAIN_VAE, train_vae, resumable=True,
-            inputs={"data": "text file"}),
+            inputs={"data": "text file"}, builtin_data=("song_titles", "spotify")),
     Command("homotopy", "decode the path between two sentences in a trained VAE's latent space", HOMOTOPY, homotopy,
             inputs={"model": "trained model (a train-vae run folder or its model.pkl)"}),
 ]}
@@ -461,11 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _shared_run_dir(command: str, run_dir: str | None) -> Path:
     "Create the run folder on rank 0 and tell the other ranks its name."
-    from fastai.torch_core import num_distrib, rank_distrib
     if num_distrib() <= 1:
         return make_run_dir(command) if run_dir is None else _new_or_empty(Path(run_dir))
-    import torch
-    from accelerate import PartialState
+    from accelerate import PartialState      # fastai.distributed's dependency
     PartialState(cpu=not torch.cuda.is_available())                 # starts the process group
     name = [str(make_run_dir(command) if run_dir is None else _new_or_empty(Path(run_dir)))
             if rank_distrib() == 0 else None]
@@ -501,7 +490,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             cfg = load_config(config, overrides, cmd.defaults, command=cmd.name)
             cmd.check_inputs(cfg)
             run_dir = _shared_run_dir(cmd.name, args.run_dir).resolve()
-            from fastai.torch_core import rank_distrib
             if rank_distrib() == 0:
                 save_config(run_dir, cfg, cmd.name)
             _echo(f"{cmd.name}: writing to {run_dir}")
