@@ -5,7 +5,7 @@ in the number of words), and its `WeightDropout` clones each hidden-to-hidden ma
 every forward even in eval mode. `ContextLSTMSampler` instead reads the eval-mode weights
 once, carries the LSTM state forward one token at a time for all streams as one batch, and
 folds the (constant) context of each stream into the first layer's gate bias, so a step
-costs one small matmul per layer plus the decoder.
+costs two small matmuls per layer plus the decoder.
 """
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ class ContextLSTMSampler:
 
     def prime(self, prompt: torch.Tensor) -> torch.Tensor:
         "Feed a prompt `(n_streams, prompt_len)`; return the logits after its last token."
+        if prompt.ndim != 2 or prompt.shape[1] == 0:
+            raise ValueError(f"the prompt must be (n_streams, prompt_len >= 1) token ids, got shape {tuple(prompt.shape)}")
         for t in range(prompt.shape[1]):
             logits = self.feed(prompt[:, t])
         return logits

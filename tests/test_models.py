@@ -135,3 +135,10 @@ def test_bidirectional_model_cannot_generate():
     model = small_lm(bidir=True)
     with pytest.raises(ValueError, match="unidirectional"):
         ContextLSTMSampler(model, torch.zeros(1, 2))
+
+
+def test_sampler_needs_a_prompt():
+    sampler = ContextLSTMSampler(small_lm().eval(), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="prompt_len >= 1"):
+        sampler.sample(torch.zeros(2, 0, dtype=torch.long), 5)
+    assert sampler.sample(torch.full((2, 1), 2), 5, no_bar=True).shape == (2, 5)
