@@ -63,6 +63,12 @@ def _set_loader_state(dl, state: dict) -> None:
         dl._epoch = state["epoch"]
 
 
+def _row_epoch(line: str) -> int | None:
+    "The epoch of a CSVLogger row (None for a header or a blank line)."
+    first = line.split(",", 1)[0]
+    return int(first) if first.isdigit() else None
+
+
 def _all_ranks(obj: Any) -> list:
     "`obj` of every rank, in rank order (just `[obj]` outside distributed training)."
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -194,7 +200,7 @@ class Checkpoint(Callback):
                 continue
             f.flush()
             lines = Path(f.name).read_text().splitlines(keepends=True)
-            rows = [ln for ln in lines[1:] if ln != lines[0] and int(ln.split(",", 1)[0]) < self.start_epoch]
+            rows = [ln for ln in lines[1:] if _row_epoch(ln) is not None and _row_epoch(ln) < self.start_epoch]
             f.truncate(0)
             f.write("".join(lines[:1] + rows))
             f.flush()
