@@ -19,9 +19,11 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 
 import torch
 from fastai.text.core import BaseTokenizer
+from fastai.text.data import make_vocab
 from fastai.torch_core import default_device, set_seed
 
 from fastai_context import datasets
@@ -128,6 +130,7 @@ def main(argv=None):
     p.add_argument("--free-bits", type=float, default=0.1)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--iw-samples", type=int, default=500)
+    p.add_argument("--train-sentences", type=int, default=None, help="train on the first N training sentences only")
     p.add_argument("--test-sentences", type=int, default=None, help="evaluate on the first N test sentences only")
     p.add_argument("--peer-batches", type=int, default=100, help="batches timed for the speed comparison")
     p.add_argument("--seed", type=int, default=0)
@@ -144,8 +147,10 @@ def main(argv=None):
             with open(f) as fh:
                 results.update(json.load(fh)["results"])
         return report(results)
-    dls = SentenceDataLoaders.from_texts(ptb_sentences("train"), valid_texts=ptb_sentences("valid"), bs=args.bs,
-                                         tok=BaseTokenizer(), rules=[], min_freq=1)
+    train_sents = ptb_sentences("train")
+    vocab = make_vocab(Counter(w for s in train_sents for w in s.split()), min_freq=1)      # PTB's 10k words
+    dls = SentenceDataLoaders.from_texts(train_sents[:args.train_sentences], valid_texts=ptb_sentences("valid"),
+                                         bs=args.bs, tok=BaseTokenizer(), rules=[], vocab=vocab)
     test = ptb_sentences("test")[:args.test_sentences]
     test_dl = dls.sentence_dl(test, bs=256)
     print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
@@ -159,6 +164,7 @@ def main(argv=None):
     for name in args.models.split(","):
         learn, tok_s = train(dls, args, args.z if name == "vae" else 0)
         results[name] = dict(evaluate(learn, test_dl, args.iw_samples), tokens_per_s=tok_s, epochs=args.epochs,
+                             train_sentences=len(dls.train.sentences),
                              test_sentences=len(test), iw_samples=args.iw_samples if name == "vae" else 1)
         print(name, json.dumps(results[name]), flush=True)
     if args.json:

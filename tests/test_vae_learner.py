@@ -1,0 +1,153 @@
+"""VAELearner on real song titles: training lowers the ELBO and keeps the code in use; inference
+(encode, greedy/sample/beam decoding, reconstruct, sample, homotopy), IW-NLL, bad sentences,
+a conditional VAE on Spotify track names with energy, and export/load_learner."""
+import warnings
+
+import pytest
+import torch
+from fastai.learner import load_learner
+from fastai.torch_core import set_seed
+
+from fastai_context import datasets
+from fastai_context.vae import Homotopy, SentenceDataLoaders, VAELearner, vae_learner
+
+PAIR = ("it had taken years to believe", "but it was all lies at the end")
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir):
+    "A small VAE trained for two epochs on the real song titles (plus the blog's sentences)."
+    set_seed(0)
+    titles = datasets.song_titles() + list(PAIR) + ["he was silent for a long moment", "it was my turn"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_texts(titles, bs=64, seed=0, max_len=16)
+    learn = vae_learner(dls, z_dim=8, emb_sz=32, hidden_sz=64, kl_schedule="linear", kl_warmup=200,
+                        word_dropout=0.3, free_bits=0.25)
+    before = dict(zip([m.name for m in learn.metrics], learn.validate()[1:]))
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(2, 3e-3)
+    return learn, before
+
+
+def metrics(learn):
+    names = learn.recorder.metric_names[1:-1]                  # drop 'epoch' and 'time'
+    return dict(zip(names, learn.recorder.values[-1]))
+
+
+def test_training_lowers_elbo_and_uses_the_code(trained):
+    learn, before = trained
+    after = metrics(learn)
+    assert {"rec", "kl", "beta", "elbo", "ppl", "au", "mi"} <= set(after)
+    assert after["elbo"] < before["elbo"] - 5                  # nats per sentence
+    assert after["elbo"] == pytest.approx(after["rec"] + after["kl"], rel=1e-4)
+    assert after["beta"] == 1.0 and after["kl"] > 0.5 and after["au"] >= 1 and after["mi"] > 0
+    assert 1 < after["ppl"] < before["ppl"]
+    assert learn.loss_func.beta == 1.0 and learn.cbs.filter(lambda c: hasattr(c, "kl_step"))[0].kl_step == 2 * len(learn.dls.train)
+
+
+def test_encode_decode_greedy_is_deterministic(trained):
+    learn, _ = trained
+    mu, logvar = learn.encode(list(PAIR))
+    assert mu.shape == logvar.shape == (2, 8)
+    assert torch.equal(learn.encode(list(PAIR))[0], mu)        # posterior mean, no sampling
+    first = learn.decode(mu)
+    assert first == learn.decode(mu) and all(isinstance(s, str) and s for s in first)
+    assert learn.reconstruct(list(PAIR)) == first
+    assert learn.decode(mu, strategy="beam", beam_size=1) == first
+    beams = learn.decode(mu, strategy="beam", beam_size=4)
+    assert len(beams) == 2 and all(isinstance(s, str) for s in beams)
+    assert all(len(s.split()) <= 3 for s in learn.decode(mu, max_len=3))
+    assert all("xxpad" not in s and "xxbos" not in s and "xxmaj" not in s for s in first + beams)
+
+
+def test_sampling(trained):
+    learn, _ = trained
+    a = learn.sample(6, seed=1)
+    assert len(a) == 6 and a == learn.sample(6, seed=1)
+    s1 = learn.sample(6, strategy="sample", temperature=1.0, seed=2)
+    assert s1 == learn.sample(6, strategy="sample", temperature=1.0, seed=2)
+    assert len(set(s1)) > 1
+    with pytest.raises(ValueError, match="strategy='top'"):
+        learn.sample(2, strategy="top")
+    with pytest.raises(ValueError, match="shape \\(n, 8\\)"):
+        learn.decode(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("method", ["lerp", "slerp"])
+def test_homotopy(trained, method):
+    learn, _ = trained
+    h = learn.homotopy(*PAIR, steps=5, method=method)
+    assert isinstance(h, Homotopy) and len(h) == 7
+    assert h[0] == PAIR[0] and h[-1] == PAIR[1]
+    assert h.t[0] == 0 and h.t[-1] == 1 and h.is_input == [True] + [False] * 5 + [True]
+    table = str(h).splitlines()
+    assert len(table) == 7 and table[0].endswith(PAIR[0]) and table[-1].endswith(PAIR[1])
+    assert len(learn.homotopy(*PAIR, steps=0)) == 2
+    prior = learn.interpolate_prior(steps=3, seed=0, method=method)
+    assert len(prior) == 5 and prior == learn.interpolate_prior(steps=3, seed=0, method=method)
+
+
+def test_iw_nll_is_no_larger_than_the_elbo(trained):
+    learn, _ = trained
+    dl = learn.dls.valid.new(learn.dls.valid.sentences[:64])
+    res = learn.iw_nll(dl, n_samples=100)
+    assert res["n_sentences"] == 64 and res["n_tokens"] == sum(len(s) + 1 for s in dl.sentences)
+    assert res["nll"] <= res["elbo"]
+    assert res["ppl"] == pytest.approx(torch.tensor(res["nll"] * 64 / res["n_tokens"]).exp().item(), rel=1e-6)
+    one = learn.iw_nll(dl, n_samples=1)
+    assert one["nll"] > res["nll"]                              # more samples, tighter bound
+
+
+def test_bad_sentences(trained):
+    learn, _ = trained
+    with pytest.raises(ValueError, match="empty"):
+        learn.encode(["it was my turn", ""])
+    with pytest.raises(ValueError, match="only unknown words"):
+        learn.homotopy("qwzx vbnmq", "it was my turn")
+    long = " ".join(["love me", "tonight", "in the", "dark"] * 6)       # 30 words (not one repeated word: xxwrep)
+    with pytest.warns(UserWarning, match="longer than max_len=16"):
+        mu, _ = learn.encode([long])
+    assert mu.shape == (1, 8)
+    with pytest.raises(ValueError, match="without context"):
+        learn.reconstruct(["it was my turn"], context={"energy": 0.5})
+
+
+def test_conditional_vae_on_track_names_with_energy(tracks, tmp_path):
+    set_seed(0)
+    df = tracks[["track_name", "energy"]].dropna().head(1500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_df(df, "track_name", context_cols="energy", bs=64, seed=0, max_len=12)
+    learn = vae_learner(dls, z_dim=4, emb_sz=16, hidden_sz=32, cell="gru", bidirectional=True, n_layers=2,
+                        kl_schedule="cyclical", kl_warmup=10, path=tmp_path)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 3e-3)
+    assert learn.model.n_context == 1
+    with pytest.raises(ValueError, match="conditioned on \\['energy'\\]"):
+        learn.sample(2)
+    with pytest.raises(KeyError, match="unknown context key"):
+        learn.sample(2, context={"valence": 0.2})
+    low, high = learn.sample(3, context={"energy": 0.1}, seed=0), learn.sample(3, context={"energy": 0.95}, seed=0)
+    assert len(low) == len(high) == 3
+    assert len(learn.homotopy("Love Me", "Dance Tonight", steps=2, context={"energy": 0.9})) == 4
+    assert learn.iw_nll(n_samples=4)["nll"] > 0
+    learn.export("vae.pkl")
+    loaded = load_learner(tmp_path / "vae.pkl")
+    assert isinstance(loaded, VAELearner) and loaded.dls.context_encoder.columns == ["energy"]
+    assert loaded.reconstruct(["Love Me"], context={"energy": 0.5}) == learn.reconstruct(["Love Me"], context={"energy": 0.5})
+
+
+def test_plain_lm_baseline(data_dir):
+    dls = SentenceDataLoaders.from_texts(datasets.ptb("valid")[:400], bs=32, seed=0, min_freq=1)
+    learn = vae_learner(dls, z_dim=0, emb_sz=16, hidden_sz=32)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 3e-3)
+    res = learn.iw_nll(n_samples=50)                             # exact: no latent code to integrate
+    assert res["nll"] == pytest.approx(res["elbo"], rel=1e-5)
+    assert metrics(learn)["kl"] == 0 and metrics(learn)["au"] == 0
+
+
+def test_vae_learner_needs_sentence_loaders(trained):
+    with pytest.raises(TypeError, match="SentenceDataLoaders"):
+        vae_learner(trained[0].dls.train)
