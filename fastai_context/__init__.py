@@ -24,3 +24,7 @@ from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, dist
 from .runs import ConfigError, load_config, make_run_dir
 from .checkpoint import Checkpoint
 from .distributed import ContextDistributedTrainer, distrib_ctx
+
+# --- sentence VAE (issue 6) ---
+from .vae import (Homotopy, KLAnnealing, SentenceDataLoaders, SentenceVAE, VAELearner, kl_beta, split_sentences,
+                  vae_learner, vae_metrics)
