@@ -95,3 +95,11 @@ def test_bad_inputs_are_named():
         assert [len(s) for s in dls.encode_texts(["it was my turn"], max_len=2)] == [2]
     with pytest.raises(TypeError, match="list of sentences"):
         dls.encode_texts("it was my turn")
+
+
+def test_new_sentences_of_a_conditional_loader_need_their_context(tracks):
+    df = tracks.head(300)[["track_name", "energy"]].dropna()
+    dls = SentenceDataLoaders.from_df(df, "track_name", context_cols="energy", seed=0)
+    with pytest.raises(ValueError, match="matching context="):
+        dls.valid.new(dls.valid.sentences[:3])
+    assert len(dls.new_empty().train.sentences) == 0

@@ -181,7 +181,10 @@ class SentenceLoader(DataLoader):
         for k in ("tokenizer", "context_encoder", "bucket"):
             kwargs.setdefault(k, getattr(self, k))
         if context is None and self.context is not None:
-            context = torch.zeros(len(dataset), self.context.shape[1])
+            if len(dataset):
+                raise ValueError("new(dataset=...) of a loader with context needs the matching context=: "
+                                 "one encoded row per sentence")
+            context = torch.zeros(0, self.context.shape[1])
         return super().new(dataset=dataset, context=context, **kwargs)
 
     def decode_batch_text(self, x: torch.Tensor) -> list[str]:

@@ -41,6 +41,9 @@ class VAELoss:
                          mu=mu.detach(), logvar=logvar.detach())
         return rec + self.beta * kl_objective
 
+    def __getstate__(self):     # `export` saves the loss; the last batch's tensors need not go with it
+        return {**self.__dict__, "last": None}
+
 
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     """I(x; z) under q, by the minibatch estimator of He et al. (2019): E[log q(z|x)] - E[log q(z)],
