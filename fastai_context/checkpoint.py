@@ -48,7 +48,7 @@ def _loader_state(dl) -> dict:
     (each epoch shuffles the previous order in place) and epoch counter (it seeds the shared order)."""
     state = {"rng": dl.rng.getstate()} if isinstance(getattr(dl, "rng", None), random.Random) else {}
     if hasattr(getattr(dl, "items", None), "idxs"):
-        state["doc_order"] = list(dl.items.idxs)
+        state["doc_order"] = torch.as_tensor(list(dl.items.idxs), dtype=torch.long)   # a tensor pickles fast
     if hasattr(dl, "_epoch"):
         state["epoch"] = dl._epoch
     return state
@@ -58,7 +58,7 @@ def _set_loader_state(dl, state: dict) -> None:
     if "rng" in state:
         dl.rng.setstate(state["rng"])
     if "doc_order" in state:
-        dl.items.idxs = list(state["doc_order"])
+        dl.items.idxs = state["doc_order"].tolist()
     if "epoch" in state:
         dl._epoch = state["epoch"]
 
