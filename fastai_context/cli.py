@@ -197,7 +197,8 @@ GENERATE = {
     "model": ("", "a train-lm run folder (or its model.pkl)"),
     "feature": ("energy", "context column to vary"),
     "values": ([1.0, 0.0], "values of `feature` to generate at, comma separated"),
-    "context": ({}, "values of the other context columns, e.g. context='{genre: rock}' (default: training mean)"),
+    "context": ({}, "values of the other context columns, e.g. context='{playlist_genre: rock}' "
+                    "(default: training mean)"),
     "n_words": (10000, "words to generate at each value"),
     "n_samples": (10, "independent samples per value (the words are split between them)"),
     "temperature": (1.0, "sampling temperature"),
@@ -400,7 +401,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
 
 
 def _options_help(cmd: Command) -> str:
-    lines = ["options (key=value; default in brackets):"]
+    lines = ["config keys (set in the config file or as key=value; default in brackets):"]
     for k, (d, h) in cmd.options.items():
         shown = ",".join(map(str, d)) if isinstance(d, list) else json.dumps(d) if isinstance(d, dict) else d
         lines.append(f"  {k:<22} [{shown}]  {h}")
