@@ -194,3 +194,14 @@ def test_console_script_entry_point():
     assert res.returncode == 0
     for name in [*COMMANDS, "sweep"]:
         assert name in res.stdout
+
+
+def test_atomic_files_get_a_normal_mode(tmp_path):
+    import stat
+    from fastai_context.runs import save_config
+    umask = os.umask(0o022)
+    try:
+        mode = stat.S_IMODE(save_config(tmp_path, {"a": 1}, "train-lm").stat().st_mode)
+    finally:
+        os.umask(umask)
+    assert mode == 0o644
