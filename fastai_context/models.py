@@ -21,7 +21,7 @@ from torch import nn
 __all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "context_awd_lstm_lm_split",
            "get_context_language_model"]
 
-#: CPU-sized default: 200-d embeddings, 400 hidden units, 2 layers (about 20x fewer LSTM
+#: CPU-sized default: 200-d embeddings, 400 hidden units, 2 layers (about 14x fewer LSTM
 #: weights than fastai's 400/1152/3 `awd_lstm_lm_config`), with fastai's LM dropouts.
 context_lm_config = dict(emb_sz=200, n_hid=400, n_layers=2, pad_token=1, bidir=False, output_p=0.1,
                          hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True,
