@@ -57,7 +57,7 @@ class ContextAWD_LSTM(AWD_LSTM):
 
     def forward(self, inp: torch.Tensor, context: torch.Tensor, from_embeds: bool = False) -> torch.Tensor:
         bs, sl = inp.shape[:2]
-        if context.shape[:2] != (bs, sl) or context.shape[-1] != self.n_context:
+        if tuple(context.shape) != (bs, sl, self.n_context):
             raise ValueError(f"context has shape {tuple(context.shape)}; expected ({bs}, {sl}, {self.n_context}): "
                              "one context vector per token")
         if bs != self.bs:

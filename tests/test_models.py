@@ -63,6 +63,8 @@ def test_bad_context_shape_is_a_clear_error():
         model(x, torch.zeros(3, 7, 3))
     with pytest.raises(ValueError, match="one context vector per token"):
         model(x, ctx[:, :1])
+    with pytest.raises(ValueError, match="one context vector per token"):
+        model(x[:, :2], ctx[:, :2, 0])        # (bs, seq_len) with seq_len == n_context
 
 
 def test_splitter_covers_every_parameter():
