@@ -29,6 +29,7 @@ from fastai.torch_core import default_device, set_seed
 from fastai_context import datasets
 from fastai_context.text import UNK
 from fastai_context.vae import SentenceDataLoaders, active_units, mutual_information, vae_learner
+from fastai_context.vae.model import append_eos, gaussian_kl
 
 REFERENCE_TOKENS_PER_S = 1400     # timbmg/Sentence-VAE defaults on the project's 2-core CPU (issue 6)
 
@@ -44,7 +45,6 @@ def peer_tokens_per_s(dls, args, n_batches: int) -> tuple[float, float]:
     same number of batches, measured back to back in this process."""
     from torch.nn import functional as F
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
-    from fastai_context.vae.model import append_eos
     set_seed(args.seed)
     learn = vae_learner(dls, z_dim=args.z, emb_sz=args.emb, hidden_sz=args.hidden, cell=args.cell, free_bits=args.free_bits)
     m, pad, eos = learn.model, dls.vocab.index("xxpad"), dls.vocab.index("xxeos")
@@ -62,7 +62,7 @@ def peer_tokens_per_s(dls, args, n_batches: int) -> tuple[float, float]:
         logits = m.out(out)                                            # every padded position
         y = append_eos(x, pad, eos)
         rec = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1), ignore_index=pad, reduction="sum") / len(x)
-        return rec + (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
+        return rec + gaussian_kl(mu, logvar).sum(1).mean()
 
     def timed(batches, step):
         n, start = 0, time.perf_counter()
@@ -107,7 +107,7 @@ def evaluate(learn, dl, n_samples: int) -> dict:
         mu, logvar = learn.model.encode(*b[:-1])
         mus.append(mu), logvars.append(logvar)
     mu, logvar = torch.cat(mus), torch.cat(logvars)
-    kl = float((0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()) if mu.shape[1] else 0.0
+    kl = float(gaussian_kl(mu, logvar).sum(1).mean()) if mu.shape[1] else 0.0
     mi = sum(mutual_information(m, l) * len(m) for m, l in zip(mus, logvars)) / len(mu)
     return dict(iw_nll=res["nll"], iw_ppl=res["ppl"], elbo=res["elbo"],
                 elbo_ppl=math.exp(res["elbo"] * res["n_sentences"] / res["n_tokens"]),

@@ -16,10 +16,9 @@ import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
-from fastai.text.core import BaseTokenizer, Tokenizer, WordTokenizer, tokenize_texts
+from fastai.text.core import Tokenizer, WordTokenizer, tokenize_texts
 from fastai.text.data import Numericalize, make_vocab
 from fastai.torch_core import default_device, display_df
-from fastcore.basics import chunked
 
 from torch.nn.utils.rnn import pad_sequence
 
@@ -186,9 +185,6 @@ class SentenceLoader(DataLoader):
                                  "one encoded row per sentence")
             context = torch.zeros(0, self.context.shape[1])
         return super().new(dataset=dataset, context=context, **kwargs)
-
-    def decode_batch_text(self, x: torch.Tensor) -> list[str]:
-        return [self.tokenizer.decode(r) for r in x]
 
     def show_batch(self, b=None, max_n: int = 9, show: bool = True, **kwargs) -> pd.DataFrame:
         "The sentences of a batch (and their context values by column name)."

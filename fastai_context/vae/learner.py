@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
-from fastai.callback.core import Callback
 from fastai.callback.training import GradientClip
 from fastai.learner import Learner
 from fastcore.basics import listify
@@ -19,7 +17,7 @@ from ..text import BOS, EOS, PAD, UNK
 from .annealing import KLAnnealing
 from .data import SentenceDataLoaders, SentenceLoader
 from .metrics import VAELoss, vae_metrics
-from .model import SentenceVAE
+from .model import SentenceVAE, gaussian_kl
 
 __all__ = ["Homotopy", "VAELearner", "vae_learner"]
 
@@ -274,8 +272,7 @@ class VAELearner(Learner):
             recs.append(rec)
         log_w = torch.cat(log_w)
         nll = -(torch.logsumexp(log_w, 0) - math.log(n_samples))
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
-        return nll, torch.cat(recs).mean(0) + kl
+        return nll, torch.cat(recs).mean(0) + gaussian_kl(mu, logvar).sum(-1)
 
 
 def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hidden_sz: int = 256,

@@ -11,8 +11,6 @@ a context-conditioned) RNN language model: the baseline the VAE is measured agai
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
