@@ -300,14 +300,16 @@ TRAIN_VAE = {
     "n_docs": (0, "use a random sample of this many sentences (0: all)"),
     "valid_pct": (0.1, "fraction of sentences held out for validation"),
     "min_freq": (2, "minimum count of a token to enter the vocabulary"),
-    "max_len": (20, "truncate sentences to this many tokens"),
+    "max_len": (30, "truncate sentences to this many tokens"),
     "bs": (64, "batch size"),
-    "z_dim": (16, "latent size"),
-    "emb_sz": (128, "embedding size"),
-    "hidden_sz": (256, "GRU/LSTM hidden size"),
-    "word_dropout": (0.3, "decoder word dropout (Bowman et al.)"),
-    "kl_schedule": ("linear", "KL annealing schedule"),
-    "kl_warmup": (0.3, "KL warm-up: batches, or a fraction of all training batches"),
+    "z_dim": (32, "latent size"),
+    "emb_sz": (256, "embedding size"),
+    "hidden_sz": (256, "encoder and decoder hidden size"),
+    "cell": ("lstm", "'lstm' or 'gru'"),
+    "word_dropout": (0.3, "decoder word dropout (Bowman et al. 2016)"),
+    "free_bits": (0.1, "nats per latent dimension below which KL is not penalized"),
+    "kl_schedule": ("cyclical", "KL annealing: 'constant', 'linear', 'logistic' or 'cyclical'"),
+    "kl_warmup": (0.25, "KL warm-up (or cycle) length: batches, or a fraction of all training batches"),
     "epochs": (10, "epochs of fit_one_cycle"),
     "lr": (3e-3, "maximum learning rate"),
     "wd": (0.01, "weight decay"),
@@ -329,8 +331,8 @@ def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
     set_seed(cfg["seed"])
     dls = SentenceDataLoaders.from_texts(texts, valid_pct=cfg["valid_pct"], bs=cfg["bs"], seed=cfg["seed"],
                                          min_freq=cfg["min_freq"], max_len=cfg["max_len"], path=run_dir)
-    learn = vae_learner(dls, z_dim=cfg["z_dim"], emb_sz=cfg["emb_sz"], hidden_sz=cfg["hidden_sz"],
-                        word_dropout=cfg["word_dropout"], kl_schedule=cfg["kl_schedule"],
+    learn = vae_learner(dls, z_dim=cfg["z_dim"], emb_sz=cfg["emb_sz"], hidden_sz=cfg["hidden_sz"], cell=cfg["cell"],
+                        word_dropout=cfg["word_dropout"], free_bits=cfg["free_bits"], kl_schedule=cfg["kl_schedule"],
                         kl_warmup=cfg["kl_warmup"], path=run_dir, model_dir=".")
     _echo(f"{len(texts)} sentences, vocabulary of {len(dls.vocab)}")
     _fit(learn, cfg, run_dir, resume)
