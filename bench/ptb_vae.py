@@ -134,7 +134,7 @@ def main(argv=None):
     p.add_argument("--test-sentences", type=int, default=None, help="evaluate on the first N test sentences only")
     p.add_argument("--peer-batches", type=int, default=100, help="batches timed for the speed comparison")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), or both")
+    p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), both, or '' (speed comparison only)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--report", nargs="+", default=None, help="print the table from the --json files of earlier runs")
     args = p.parse_args(argv)
@@ -152,7 +152,7 @@ def main(argv=None):
     dls = SentenceDataLoaders.from_texts(train_sents[:args.train_sentences], valid_texts=ptb_sentences("valid"),
                                          bs=args.bs, tok=BaseTokenizer(), rules=[], vocab=vocab)
     test = ptb_sentences("test")[:args.test_sentences]
-    test_dl = dls.sentence_dl(test, bs=256)
+    test_dl = dls.sentence_dl(test, bs=256, allow_unknown=True)      # PTB's test split has all-<unk> sentences
     print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
     if args.peer_batches:
@@ -161,7 +161,7 @@ def main(argv=None):
               f"{peer:.0f} tokens/s, this package {mine:.0f} tokens/s: {mine / peer:.2f}x "
               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
     results = {}
-    for name in args.models.split(","):
+    for name in filter(None, args.models.split(",")):
         learn, tok_s = train(dls, args, args.z if name == "vae" else 0)
         results[name] = dict(evaluate(learn, test_dl, args.iw_samples), tokens_per_s=tok_s, epochs=args.epochs,
                              train_sentences=len(dls.train.sentences),
@@ -172,7 +172,8 @@ def main(argv=None):
         with open(tmp, "w") as f:
             json.dump(dict(args=vars(args), results=results), f, indent=1)
         os.replace(tmp, args.json)
-    report(results)
+    if results:
+        report(results)
 
 
 def report(results: dict) -> None:

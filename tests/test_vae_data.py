@@ -91,6 +91,7 @@ def test_bad_inputs_are_named():
         dls.encode_texts(["it was my turn", "  "])
     with pytest.raises(ValueError, match="only unknown words"):
         dls.encode_texts(["zebra quokka"])
+    assert dls.sentence_dl(["zebra quokka"], allow_unknown=True).sentences[0].tolist() == [dls.vocab.index("xxunk")] * 2
     with pytest.warns(UserWarning, match="longer than max_len=2"):
         assert [len(s) for s in dls.encode_texts(["it was my turn"], max_len=2)] == [2]
     with pytest.raises(TypeError, match="list of sentences"):

@@ -289,10 +289,12 @@ class SentenceDataLoaders(DataLoaders):
             kwargs["valid_col"] = "is_valid"
         return cls.from_df(df, "text", **kwargs)
 
-    def encode_texts(self, texts: Sequence[str], max_len: int | None = None) -> list[torch.Tensor]:
-        """Tokenize and numericalize sentences exactly as in training. An empty sentence or one
-        whose tokens are all unknown raises a `ValueError` naming it (its code would carry no
-        information); one longer than `max_len` tokens is truncated with a warning."""
+    def encode_texts(self, texts: Sequence[str], max_len: int | None = None,
+                     allow_unknown: bool = False) -> list[torch.Tensor]:
+        """Tokenize and numericalize sentences exactly as in training. An empty sentence raises a
+        `ValueError` naming it, and so does one whose tokens are all unknown (its code would carry
+        no information) unless `allow_unknown` (evaluation data such as PTB's test split has some);
+        one longer than `max_len` tokens is truncated with a warning."""
         if isinstance(texts, str):
             raise TypeError("pass a list of sentences, e.g. ['it was my turn']")
         texts = list(texts)
@@ -306,7 +308,7 @@ class SentenceDataLoaders(DataLoaders):
         ids = self.tokenizer.numericalize_tokens(tokens)
         unk = self.vocab.index(UNK)
         all_unk = [i for i, s in enumerate(ids) if bool((s == unk).all())]
-        if all_unk:
+        if all_unk and not allow_unknown:
             raise ValueError(f"sentences {first_rows(all_unk)} have only unknown words (e.g. {texts[all_unk[0]]!r}); "
                              "their code would carry no information")
         if max_len is not None:
@@ -316,6 +318,8 @@ class SentenceDataLoaders(DataLoaders):
                 ids = [s[:max_len] for s in ids]
         return ids
 
-    def sentence_dl(self, texts: Sequence[str], context=None, max_len: int | None = None, **kwargs) -> SentenceLoader:
-        "An unshuffled loader over new sentences (and their encoded `context` rows), as in training."
-        return self.valid.new(self.encode_texts(texts, max_len=max_len), context=context, shuffle=False, **kwargs)
+    def sentence_dl(self, texts: Sequence[str], context=None, max_len: int | None = None, allow_unknown: bool = False,
+                    **kwargs) -> SentenceLoader:
+        "An unshuffled loader over new sentences (and their encoded `context` rows), checked as in `encode_texts`."
+        ids = self.encode_texts(texts, max_len=max_len, allow_unknown=allow_unknown)
+        return self.valid.new(ids, context=context, shuffle=False, **kwargs)
