@@ -73,3 +73,19 @@ def test_disjoint_streams_from_one_shared_order(ranks):
         x0 = torch.cat([b[0] for b in by_epoch(ranks[0]["batches"], epoch)], 1)
         x1 = torch.cat([b[0] for b in by_epoch(ranks[1]["batches"], epoch)], 1)
         assert not torch.equal(x0, x1)
+
+
+def test_cli_train_lm_on_two_processes(tmp_path):
+    "`torchrun -m fastai_context.cli train-lm`: one run folder, written by rank 0 only, random states of both ranks."
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "fastai_context.cli", "train-lm",
+           str(HERE.parent / "configs" / "tiny-lm.yaml"), "epochs=1", "perplexity=false", "sample_words=0",
+           "--run-dir", str(run_dir)]
+    res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("train-lm: writing to") == 1          # only rank 0 prints
+    assert (run_dir / "history.csv").read_text().count("epoch") == 1 and len((run_dir / "history.csv").read_text().splitlines()) == 2
+    ck = torch.load(run_dir / "checkpoint.pth", weights_only=False)
+    assert len(ck["rng"]) == 2 and ck["epoch"] == 1
+    assert (run_dir / "model.pkl").exists() and (run_dir / "config.yaml").exists()
