@@ -2,9 +2,10 @@
 
 A checkpoint holds everything the next epoch depends on: weights, optimizer state, the
 number of completed epochs, the python/numpy/torch random states (per rank), the loaders'
-epoch counters (their shuffle seeds depend on them), the recorder's smoothed loss and
-history, plus the vocabulary and context encoder so that a checkpoint is never loaded into
-a model whose token ids or context features mean something else.
+document order, random generators and epoch counters, the recorder's smoothed loss and
+history, the state of callbacks that have a `state_dict()`, plus the vocabulary and context
+encoder so that a checkpoint is never loaded into a model whose token ids or context
+features mean something else.
 
 Resuming replays the completed epochs as no-ops (like fastai's `start_epoch`, but without
 logging empty rows), so the one-cycle schedule, the shuffling and the dropout masks of the
@@ -61,6 +62,15 @@ def _set_loader_state(dl, state: dict) -> None:
         dl.items.idxs = state["doc_order"].tolist()
     if "epoch" in state:
         dl._epoch = state["epoch"]
+
+
+def _cb_key(cb) -> str:
+    return type(cb).__name__
+
+
+def _has(cb, method: str) -> bool:
+    "Whether the callback's class defines `method` (a fastai callback forwards unknown attributes to the learner)."
+    return callable(getattr(type(cb), method, None))
 
 
 def _row_epoch(line: str) -> int | None:
@@ -121,7 +131,9 @@ class Checkpoint(Callback):
 
     With `resume=True` and an existing checkpoint, `before_fit` restores it and the epochs it
     completed are skipped. Call `fit`/`fit_one_cycle` with the same arguments as the original
-    run; a `CSVLogger(append=True)` keeps one row per epoch."""
+    run; a `CSVLogger(append=True)` keeps one row per epoch. A callback with state of its own
+    (e.g. a schedule's step count) is saved and restored too if it has `state_dict()` and
+    `load_state_dict(state)`, as torch modules and optimizers do."""
     order = 61   # after Recorder (50) has logged the epoch and CSVLogger/ProgressCallback (60) set up
 
     def __init__(self, path: str | Path | None = None, fname: str = "checkpoint.pth", resume: bool = False):
@@ -145,6 +157,7 @@ class Checkpoint(Callback):
             "smooth_loss": (rec.smooth_loss.count, rec.smooth_loss.val),
             "values": [list(v) for v in rec.values], "iters": list(rec.iters),
             "vocab": _vocab(self.dls), "context_encoder": _encoder(self.dls),
+            "callbacks": {_cb_key(cb): cb.state_dict() for cb in self.learn.cbs if _has(cb, "state_dict")},
         }
 
     def after_epoch(self):
@@ -176,6 +189,9 @@ class Checkpoint(Callback):
             _set_loader_state(dl, st)
         rec = self.learn.recorder
         rec.smooth_loss.count, rec.smooth_loss.val = ckpt["smooth_loss"]
+        for cb in self.learn.cbs:
+            if _has(cb, "load_state_dict") and _cb_key(cb) in ckpt["callbacks"]:
+                cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
         self._saved, self.start_epoch = ckpt, ckpt["epoch"]
         self._trim_csv_logs()
         self._log, self.learn.logger = self.learn.logger, self._log_unless_skipped

@@ -197,3 +197,39 @@ def test_cli_resume_refuses_a_run_of_another_command(tmp_path):
     save_config(tmp_path, {"epochs": 1}, "train-vae")
     with pytest.raises(SystemExit, match="is a train-vae run, not train-lm"):
         main(["train-lm", "--resume", str(tmp_path)])
+
+
+class CountingSchedule(Callback):
+    "A callback with state of its own (like a KL-annealing step count): it scales the lr by its step."
+    def __init__(self):
+        self.step = 0
+
+    def before_batch(self):
+        if self.training:
+            self.opt.set_hyper("lr", 1e-2 / (1 + 0.01 * self.step))
+
+    def after_batch(self):
+        if self.training:
+            self.step += 1
+
+    def state_dict(self):
+        return {"step": self.step}
+
+    def load_state_dict(self, state):
+        self.step = state["step"]
+
+
+def test_resume_restores_callback_state(titles_df, tmp_path):
+    full = make_learner(titles_df, tmp_path / "full", seed=1, shuffle_seed=3)
+    with full.no_bar():
+        full.fit(EPOCHS, cbs=[CountingSchedule(), Checkpoint()])
+    part = make_learner(titles_df, tmp_path / "part", seed=1, shuffle_seed=3)
+    with part.no_bar(), pytest.raises(Interrupt):
+        part.fit(EPOCHS, cbs=[CountingSchedule(), Checkpoint(), InterruptAt(2)])
+    resumed = make_learner(titles_df, tmp_path / "part", seed=5, shuffle_seed=3)
+    schedule = CountingSchedule()
+    with resumed.no_bar():
+        resumed.fit(EPOCHS, cbs=[schedule, Checkpoint(resume=True)])
+    assert schedule.step == EPOCHS * len(resumed.dls.train)
+    for k, v in params(full).items():
+        assert torch.equal(v, params(resumed)[k]), k
