@@ -369,6 +369,8 @@ def homotopy(cfg: dict, run_dir: Path) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     if args.command not in COMMANDS or not COMMANDS[args.command].resumable:
         raise ConfigError(f"--command {args.command!r}: sweeps run a training command: train-lm or train-vae")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: run at least one job at a time")
     cmd = COMMANDS[args.command]
     config, overrides = _split_config(args.config, args.overrides)
     cmd.check_inputs(load_config(config, overrides, cmd.defaults, command=cmd.name))   # fail now, not in every job

@@ -110,8 +110,6 @@ def _threads(jobs: int) -> int:
 def grid_sweep(grid: Mapping[str, Sequence], command: str, config: str | None, overrides: Sequence[str],
                root: Path, jobs: int = 1, metric: str = "valid_loss", maximize: bool = False) -> pd.DataFrame:
     "Every combination of `grid`, at most `jobs` processes at a time; returns the sorted summary."
-    if jobs < 1:
-        raise ConfigError(f"--jobs {jobs}: run at least one job at a time")
     combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
     runs = [{"params": p, "run_dir": root / _run_name(i, p)} for i, p in enumerate(combos)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:

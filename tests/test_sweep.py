@@ -53,6 +53,8 @@ def test_bad_sweep_specs():
         parse_grid(["bs=8,big"], d)
     with pytest.raises(ConfigError, match="low=0.1 must be below high=0.01"):
         parse_grid(["lr=0.1:0.01"], d, ranges=True)
+    with pytest.raises(SystemExit, match="--jobs 0: run at least one job"):
+        main(["sweep", TINY_LM, "--grid", "lr=0.1,0.2", "--jobs", "0"])
     with pytest.raises(SystemExit, match="sweep needs --grid"):
         main(["sweep", TINY_LM])
     with pytest.raises(SystemExit, match="config key 'data'"):
