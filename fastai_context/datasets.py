@@ -72,7 +72,7 @@ def _sha256(path: Path) -> str:
 
 def _fastai_data_folder() -> Path:
     from fastai.data.external import fastai_cfg
-    return Path(fastai_cfg().data_path()) / "fastai_context"
+    return Path(fastai_cfg().path("data")) / "fastai_context"
 
 
 def download(name: str, dest: str | Path | None = None, force: bool = False) -> Path:

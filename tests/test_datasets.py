@@ -59,3 +59,9 @@ def test_failed_download_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.urllib.request, "urlopen", offline)
     with pytest.raises(ConnectionError, match="FASTAI_CONTEXT_DATA"):
         datasets.download("spotify_songs", dest=tmp_path)
+
+
+def test_default_download_folder_is_fastais_data_folder():
+    from fastai.data.external import fastai_cfg
+    folder = datasets._fastai_data_folder()
+    assert folder.name == "fastai_context" and folder.parent == fastai_cfg().path("data")

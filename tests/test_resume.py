@@ -233,3 +233,33 @@ def test_resume_restores_callback_state(titles_df, tmp_path):
     assert schedule.step == EPOCHS * len(resumed.dls.train)
     for k, v in params(full).items():
         assert torch.equal(v, params(resumed)[k]), k
+
+
+def test_vae_resume_continues_the_kl_schedule(tmp_path):
+    "A sentence VAE resumed mid-run ends where an uninterrupted one ends: the KL step count is checkpointed."
+    from fastai_context import SentenceDataLoaders, datasets, vae_learner
+    from fastai_context.vae import KLAnnealing
+    titles = datasets.song_titles()[:300]
+
+    def learner(path, seed):
+        path.mkdir(parents=True, exist_ok=True)
+        set_seed(seed)
+        dls = SentenceDataLoaders.from_texts(titles, bs=16, seed=0, min_freq=1, device="cpu")
+        return vae_learner(dls, z_dim=4, emb_sz=16, hidden_sz=24, kl_warmup=0.5, path=path)
+
+    def run(learn, resume=False, extra=()):
+        with learn.no_bar():
+            learn.fit_one_cycle(EPOCHS, 3e-3, cbs=[Checkpoint(resume=resume), *extra])
+
+    full = learner(tmp_path / "full", seed=1)
+    run(full)
+    part = learner(tmp_path / "part", seed=1)
+    with pytest.raises(Interrupt):
+        run(part, extra=[InterruptAt(1)])
+    resumed = learner(tmp_path / "part", seed=5)
+    run(resumed, resume=True)
+    kl = [cb for cb in resumed.cbs if isinstance(cb, KLAnnealing)][0]
+    assert kl.kl_step == [cb for cb in full.cbs if isinstance(cb, KLAnnealing)][0].kl_step > 0
+    assert [list(map(float, v)) for v in resumed.recorder.values] == [list(map(float, v)) for v in full.recorder.values]
+    for k, v in params(full).items():
+        assert torch.equal(v, params(resumed)[k]), k

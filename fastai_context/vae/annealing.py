@@ -66,6 +66,13 @@ class KLAnnealing(Callback):
         if self.training:
             self.kl_step += 1
 
+    def state_dict(self) -> dict:
+        "What a resumed run needs to continue the schedule where it stopped (saved by `Checkpoint`)."
+        return {"kl_step": self.kl_step, "warmup": self.warmup}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kl_step, self.warmup = state["kl_step"], state["warmup"]
+
     def before_validate(self):
         "Validation losses are reported at the current beta."
         self.learn.loss_func.beta = self.beta
