@@ -232,7 +232,7 @@ class ContextLanguageModelLoader(LMDataLoader):
         return df
 
 
-def _check_texts(df: pd.DataFrame, text_col: str) -> None:
+def check_texts(df: pd.DataFrame, text_col: str) -> None:
     "Missing or non-string texts get a clear error here, not a TypeError deep inside fastai."
     s = df[text_col]
     bad = s.index[s.isna()]
@@ -282,7 +282,7 @@ class ContextTextDataLoaders(DataLoaders):
                 if pd.api.types.is_numeric_dtype(df[c].dtype):
                     keep &= np.isfinite(df[c].to_numpy(dtype=np.float64, na_value=np.nan))
             df = df[keep]
-        _check_texts(df, text_col)
+        check_texts(df, text_col)
         splitter = RandomSplitter(valid_pct, seed=seed) if valid_col is None else ColSplitter(valid_col)
         splits = splitter(df)
         if len(splits[0]) == 0 or len(splits[1]) == 0:
@@ -311,6 +311,6 @@ class ContextTextDataLoaders(DataLoaders):
         cols = tok.text_cols
         text_col = text_col or (cols if isinstance(cols, str) else cols[0])
         check_columns(df, [text_col], "text column")
-        _check_texts(df, text_col)
+        check_texts(df, text_col)
         docs = _ids([tok(t) for t in df[text_col]], _pipeline_tfm(self.train.dataset, Numericalize).o2i)
         return self.valid.new(docs, context=self.context_encoder.encode(df), shuffle=False, **kwargs)

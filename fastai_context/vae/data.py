@@ -24,7 +24,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from .model import append_eos
 from ..context import ContextEncoder, check_columns, first_rows
-from ..data import _check_texts
+from ..data import check_texts
 from ..text import BOS, EOS, PAD, SPECIAL_TOKENS, TK_MAJ, TK_UP, UNK
 
 __all__ = ["split_sentences", "SentenceLoader", "SentenceDataLoaders", "SentenceTokenizer"]
@@ -42,7 +42,7 @@ def split_sentences(df: pd.DataFrame, text_col: str, keep: Sequence[str] | None 
     check_columns(df, [text_col], "text column")
     keep = [c for c in df.columns if c != text_col] if keep is None else list(keep)
     check_columns(df, keep, "keep column")
-    _check_texts(df, text_col)
+    check_texts(df, text_col)
     try:
         nltk.data.find("tokenizers/punkt_tab")
     except LookupError as e:
@@ -238,7 +238,7 @@ class SentenceDataLoaders(DataLoaders):
         check_columns(df, [text_col], "text column")
         context_cols = [] if context_cols is None else [context_cols] if isinstance(context_cols, str) else list(context_cols)
         check_columns(df, context_cols, "context column")
-        _check_texts(df, text_col)
+        check_texts(df, text_col)
         if min_len < 1:
             raise ValueError(f"min_len={min_len}: a sentence needs at least one token")
         tokenizer = SentenceTokenizer(tok, rules, vocab)
