@@ -265,3 +265,11 @@ def test_fast_numericalization_equals_fastai_pipeline(spotify_dls):
     fast = _tokenized_df_ids(ds)
     assert fast is not None and len(fast) == len(ds)
     assert all(torch.equal(fast[i], ds[i][0]) for i in range(len(ds)))
+
+
+def test_never_drawn_is_one_definition_for_lm_and_vae():
+    from fastai_context.text import never_drawn
+    vocab = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj", "love", "xxfake", "xxfake"]
+    ban = lambda **kw: [vocab[i] for i in never_drawn(vocab, **kw)]
+    assert ban() == ["xxunk", "xxpad", "xxeos", "xxfld", "xxfake", "xxfake"]
+    assert ban(end="xxeos", no_unk=False) == ["xxpad", "xxbos", "xxfld", "xxfake", "xxfake"]
