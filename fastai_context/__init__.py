@@ -10,7 +10,7 @@ from . import datasets
 # --- learner (issue 3) ---
 from .models import ContextAWD_LSTM, ContextSequentialRNN, context_lm_config, get_context_language_model
 from .generation import ContextLSTMSampler
-from .learner import ContextLMLearner, context_language_model_learner
+from .learner import ContextDropout, ContextGainReport, ContextLMLearner, context_language_model_learner
 
 # --- audio features (issue 5) ---
 from .audio_features import (FileFeatures, MatchReport, SpotifyFeatures, SpotifyFeaturesError, SpotifyForbiddenError,
