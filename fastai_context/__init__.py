@@ -17,7 +17,7 @@ from .audio_features import (FileFeatures, MatchReport, SpotifyFeatures, Spotify
                              SpotifyRateLimitError, TrackMatch, add_audio_features, parse_review_title)
 
 # --- analysis (issue 4) ---
-from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, distinctive_words, plot_word_clouds,
+from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, distinct_n, distinctive_words, plot_word_clouds,
                        word_cloud, word_counts)
 
 # --- workflow (issue 7) ---
