@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from numbers import Real
 
 import torch
 from fastprogress.fastprogress import progress_bar
@@ -56,8 +57,8 @@ class ContextLSTMSampler:
         encoder, decoder = model[0], model[1].decoder
         if encoder.n_dir != 1:
             raise ValueError("generation needs a unidirectional model (bidir=False)")
-        if not math.isfinite(guidance):
-            raise ValueError(f"guidance={guidance} must be a finite number (1: no guidance)")
+        if isinstance(guidance, bool) or not isinstance(guidance, Real) or not math.isfinite(guidance):
+            raise ValueError(f"guidance={guidance!r} must be a finite number (1: no guidance)")
         self.emb = encoder.encoder.weight.detach()
         device, self.n_streams = self.emb.device, context.shape[0]
         self.guidance = float(guidance)
