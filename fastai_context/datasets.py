@@ -2,7 +2,7 @@
 
 Every reader takes a local path. With no path, the file is looked up in the folder named by
 the environment variable `FASTAI_CONTEXT_DATA` (laid out like the project's `shared/data`:
-`spotify/`, `ptb/`, `iconix/`), and otherwise, where a public original exists, downloaded
+`spotify/`, `ptb/`, `iconix/`, `lyrics/`), and otherwise, where a public original exists, downloaded
 into fastai's data folder and verified against its sha256, in the manner of `untar_data`.
 """
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .context import check_columns
+
 __all__ = ["DATA_ENV", "Remote", "REMOTES", "data_dir", "get_path", "download",
-           "spotify_tracks", "ptb", "blog_reviews", "song_titles"]
+           "spotify_tracks", "ptb", "blog_reviews", "song_titles", "billboard_lyrics", "BILLBOARD_COLUMNS"]
 
 DATA_ENV = "FASTAI_CONTEXT_DATA"
 
@@ -44,6 +46,8 @@ REMOTES: dict[str, Remote] = {
     "ptb.test": Remote(_PTB + "ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
                        "ptb/ptb.test.txt", "ptb.test.txt"),
 }
+# The Billboard lyrics table is built from public originals (see `billboard_lyrics`); a local copy is read as is.
+_DERIVED = {"billboard_lyrics": "lyrics/billboard_lyrics_spotify_1960_2016.csv.gz"}
 # Files with no public original we can checksum: only a local copy will do.
 _LOCAL_ONLY = {
     "blog_reviews": "iconix/blog_content_en_sample.json",
@@ -167,3 +171,60 @@ def song_titles(path: str | Path | None = None) -> list[str]:
             return [str(t) for t in json.load(fh)]
     with open(f, encoding="utf-8") as fh:
         return [line.strip() for line in fh if line.strip()]
+
+
+#: Columns of `billboard_lyrics`, in order (plus `decade` and `n_words`, derived).
+BILLBOARD_COLUMNS = ["year", "rank", "title", "artist", "track_id", "energy", "valence", "danceability",
+                     "acousticness", "tempo", "lyrics"]
+
+
+def _local_derived(name: str) -> Path | None:
+    d = data_dir()
+    if d is None:
+        return None
+    local = d / _DERIVED[name]
+    return local if local.exists() else None
+
+
+def billboard_lyrics(path: str | Path | None = None, clean: bool = True) -> pd.DataFrame:
+    """Billboard Hot 100 year-end songs 1960-2015 with their full lyrics and Spotify audio features
+    (3,927 songs in the shipped table): `year`, `rank`, `title`, `artist`, `track_id`, `energy`,
+    `valence`, `danceability`, `acousticness`, `tempo`, `lyrics`, plus `decade` (1960, ..., 2010:
+    for shuffling context within an era, e.g. `context_perplexity(..., within='decade')`) and
+    `n_words` (whitespace-separated words of the returned lyrics).
+
+    `path` is a CSV with those columns; with none, `lyrics/billboard_lyrics_spotify_1960_2016.csv.gz`
+    under `$FASTAI_CONTEXT_DATA`. `rank` is the Wikipedia year-end position (nullable integer; <NA>
+    for the 3 songs Wikipedia lists as "Tie", whose partner the table may have dropped).
+    `clean=True` runs `lyrics.clean_lyrics` (section labels such as `[Chorus]` or `VERSE 1` out, line
+    breaks lost in scraping restored, one lyric line per `\\n`-separated line); `clean=False` gives
+    the lyrics as scraped. The lyrics are their songwriters' copyright: use them locally, never
+    redistribute them."""
+    from .lyrics import clean_lyrics
+    if path is None:
+        path = _local_derived("billboard_lyrics")
+        if path is None:
+            raise FileNotFoundError(f"no Billboard lyrics table: set {DATA_ENV} to a folder holding "
+                                    f"{_DERIVED['billboard_lyrics']}, or pass the file's path")
+    df = pd.read_csv(path)
+    try:
+        check_columns(df, BILLBOARD_COLUMNS, "Billboard lyrics column")
+    except KeyError as e:
+        raise ValueError(f"{path} is not a Billboard lyrics table: {e.args[0]}") from None
+    df = df[BILLBOARD_COLUMNS].copy()
+    df["rank"] = _year_end_rank(df)
+    if clean:
+        df["lyrics"] = df["lyrics"].map(clean_lyrics)
+    df["decade"] = df["year"] // 10 * 10
+    df["n_words"] = df["lyrics"].str.split().str.len()
+    return df.reset_index(drop=True)
+
+
+def _year_end_rank(df: pd.DataFrame) -> pd.Series:
+    "Integer ranks; <NA> where Wikipedia writes 'Tie' (the tied partner may not be in the table)."
+    rank = pd.to_numeric(df["rank"], errors="coerce")
+    bad = rank.isna() & ~df["rank"].astype(str).str.casefold().eq("tie")
+    if bad.any():
+        raise ValueError(f"column 'rank' holds {df['rank'][bad].iloc[0]!r} in row {df.index[bad][0]}: "
+                         "expected a year-end position or 'Tie'")
+    return rank.astype("Int64")

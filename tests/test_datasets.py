@@ -65,3 +65,48 @@ def test_default_download_folder_is_fastais_data_folder():
     from fastai.data.external import fastai_cfg
     folder = datasets._fastai_data_folder()
     assert folder.name == "fastai_context" and folder.parent == fastai_cfg().path("data")
+
+
+# ------------------------------------------------------------------ Billboard lyrics
+from fastai_context.lyrics import clean_lyrics, is_section_label  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def billboard():
+    return datasets.billboard_lyrics()
+
+
+def test_billboard_lyrics_real_table(billboard):
+    df = billboard
+    assert len(df) == 3927 and list(df.columns) == datasets.BILLBOARD_COLUMNS + ["decade", "n_words"]
+    assert df.year.between(1960, 2015).all() and df.track_id.nunique() == 3926
+    assert df.energy.between(0, 1).all() and df.valence.between(0, 1).all()
+    assert str(df["rank"].dtype) == "Int64" and df["rank"].isna().sum() == 3           # Wikipedia's "Tie"
+    assert set(df.decade) == {1960, 1970, 1980, 1990, 2000, 2010}
+    assert 240 < df.n_words.median() < 280
+    assert not df.lyrics.str.contains(r"\[|\bVERSE\b|\bCHORUS\b|\(Chorus\)").any()
+    assert df.lyrics.str.contains("\n").all()                                      # one lyric line per line
+    teen = df.lyrics[(df.title == "Teen Angel")].iloc[0]
+    assert teen.startswith("Teen Angel\nTeen Angel\nTeen Angel\nThat fateful night the car was stalled\n")
+    raw = datasets.billboard_lyrics(clean=False)
+    assert raw.lyrics.str.contains(r"\[Chorus\]").sum() > 1000 and raw.title.equals(df.title)
+
+
+def test_clean_lyrics_labels_and_lost_line_breaks():
+    raw = ("[Verse 1: Drake]\nI got my eyes on you\n(Repeat chorus x2)\nCHORUS:Don't shed a tear\n"
+           "VERSE 2That fateful night\nwent home to herAndy said hello, \"Wo?\"Said he\n"
+           "Paul McCartney and JoJo got an iPod\n(Solo cup, solo cup)\nChorus\nBreakdown, takedown\n\n[x2]")
+    assert clean_lyrics(raw) == ("I got my eyes on you\nDon't shed a tear\nThat fateful night\nwent home to her\n"
+                                 "Andy said hello, \"Wo?\"\nSaid he\nPaul McCartney and JoJo got an iPod\n"
+                                 "(Solo cup, solo cup)\nBreakdown, takedown")
+    assert clean_lyrics("la la\nla", line_breaks=False) == "la la la"
+    assert is_section_label("Repeat chorus twice and fade out") and not is_section_label("Hook, line and sinker")
+    with pytest.raises(TypeError, match="string"):
+        clean_lyrics(None)
+
+
+def test_billboard_lyrics_bad_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("year,title\n1960,x\n")
+    with pytest.raises(ValueError, match=r"bad.csv is not a Billboard lyrics table.*'rank'"):
+        datasets.billboard_lyrics(bad)
