@@ -1,5 +1,8 @@
 """Real data readers and the checksummed download helper."""
 import hashlib
+import os
+import shutil
+import stat
 import urllib.error
 
 import pytest
@@ -46,6 +49,9 @@ def test_download_verifies_checksum_and_writes_atomically(tmp_path, monkeypatch)
     _remote_for(monkeypatch, tmp_path, payload, hashlib.sha256(payload).hexdigest())
     path = datasets.download("toy", dest=tmp_path / "data")
     assert path.read_bytes() == payload
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask                    # a normal file, not mkstemp's 0600
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["toy.txt"]       # no partial file left
     _remote_for(monkeypatch, tmp_path, b"tampered", hashlib.sha256(payload).hexdigest())
     with pytest.raises(ValueError, match="checksum mismatch"):
@@ -110,3 +116,75 @@ def test_billboard_lyrics_bad_file(tmp_path):
     bad.write_text("year,title\n1960,x\n")
     with pytest.raises(ValueError, match=r"bad.csv is not a Billboard lyrics table.*'rank'"):
         datasets.billboard_lyrics(bad)
+
+
+ORIGINALS = {"billboard.lyrics": "lyrics.rda", "billboard.spotify": "spotify_track_data.rda",
+             "billboard.hot100": "wiki_hot_100s.rda"}
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory, data_dir):
+    """`billboard_lyrics()` with no local table: the originals are 'downloaded' from file:// URLs
+    (copies of ../shared/data/lyrics, with the real checksums), rebuilt and cached. Built once."""
+    tmp = tmp_path_factory.mktemp("billboard")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, fname in ORIGINALS.items():
+            shutil.copy(data_dir / "lyrics" / fname, tmp / fname)
+            mp.setitem(datasets.REMOTES, name, datasets.REMOTES[name].__class__(
+                (tmp / fname).as_uri(), datasets.REMOTES[name].sha256, datasets.REMOTES[name].local,
+                datasets.REMOTES[name].fname))
+        mp.delenv(datasets.DATA_ENV)
+        mp.setattr(datasets, "_fastai_data_folder", lambda: tmp / "fastai")
+        raw = datasets.billboard_lyrics(clean=False)
+        clean = datasets.billboard_lyrics()                                         # from the cache
+    return tmp / "fastai", raw, clean
+
+
+def test_billboard_lyrics_downloads_originals_and_caches_the_build(rebuilt):
+    folder, raw, clean = rebuilt
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted([*(datasets.REMOTES[n].fname for n in ORIGINALS), "billboard_lyrics_spotify_1960_2016.csv.gz"])
+    assert raw.title.equals(clean.title) and list(clean.columns) == datasets.BILLBOARD_COLUMNS + ["decade", "n_words"]
+    assert not clean.lyrics.str.contains(r"\[Chorus").any()
+
+
+def test_rebuild_matches_the_shipped_table(rebuilt, billboard):
+    _, rebuilt_df, _ = rebuilt
+    key = lambda df: set(zip(df.year, df.title, df.track_id))
+    same = key(rebuilt_df) & key(billboard)
+    # docs/lyrics.md: 3,897 of the shipped 3,927 songs are identical on year, title and track_id;
+    # the rest differ where the shipped table accepted covers or lyrics shared by two songs, and
+    # the rebuild adds songs whose credits differ only in accents or punctuation (Celine Dion, Jay-Z).
+    assert len(same) >= 3880 and 3900 <= len(rebuilt_df) <= 4050
+    assert rebuilt_df.lyrics.is_unique and rebuilt_df.n_words.min() >= 50
+    assert {"Ben", "Bad"}.isdisjoint(rebuilt_df.title)                         # one text scraped for both
+    celine = rebuilt_df[rebuilt_df.title == "My Heart Will Go On"]
+    assert len(celine) == 1 and celine.artist.iloc[0] == "Celine Dion"
+
+
+def test_artist_check_and_title_key():
+    assert datasets._same_artist("Hall & Oates", "Daryl Hall & John Oates")
+    assert datasets._same_artist("Jay-Z", "JAY Z") and datasets._same_artist("Celine Dion", "Céline Dion")
+    assert not datasets._same_artist("The Beatles", "The Silver Beetles")
+    assert not datasets._same_artist("Heart", "Joan Jett & The Blackhearts")
+    assert datasets._base_title("The Twist - Re-Recording") == datasets._base_title("The Twist")
+    assert datasets._base_title("Only The Lonely (Know The Way I Feel)") == "only the lonely"
+
+
+def test_build_billboard_lyrics_names_bad_files(tmp_path, data_dir):
+    hot = data_dir / "lyrics" / "wiki_hot_100s.rda"                               # the smallest original
+    bad = tmp_path / "not.rda"
+    bad.write_text("energy\n0.5\n")
+    with pytest.raises(ValueError, match="not.rda is not a readable R data file"):
+        datasets.build_billboard_lyrics(bad, hot, hot)
+    with pytest.raises(KeyError, match="'lyrics'.*not found"):
+        datasets.build_billboard_lyrics(hot, hot, hot)
+    with pytest.raises(FileNotFoundError, match="no R data file at .*missing.rda"):
+        datasets.build_billboard_lyrics(hot, tmp_path / "missing.rda", hot)
+
+
+def test_spotify_tracks_wrong_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("track_id,energy\nx,0.5\n")
+    with pytest.raises(ValueError, match=r"bad.csv is not a TidyTuesday Spotify tracks table.*'track_name'"):
+        datasets.spotify_tracks(bad)
