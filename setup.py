@@ -29,6 +29,7 @@ setup(
         "wordcloud",
         "pyyaml",            # run configs
         "accelerate",        # what fastai.distributed needs for data-parallel training
+        "rdata>=1.0",        # reads the R package `billboard`'s .rda originals of the lyrics table (pure Python)
     ],
     extras_require={
         "sweep": ["optuna"],
