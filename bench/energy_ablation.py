@@ -1,9 +1,10 @@
 """Energy ablation on the Billboard lyrics: which way of feeding a song's energy to the LM helps?
 
 Usage: python bench/energy_ablation.py [--out DIR] [--epochs 1] [--variants base,all,emb,dropout,year]
-           [--emb-sz 100] [--n-hid 256] [--lr 1e-2] [--n-boot 2000]
+           [--share 1.0] [--emb-sz 100] [--n-hid 256] [--lr 1e-2] [--n-boot 2000]
 
-Every variant trains the same model size on the same 90/10 song split (seed 0) for the same
+Every variant trains the same model size on the same 90/10 song split (seed 0) of the same songs
+(`--share` of them, drawn with seed 0) for the same
 number of epochs (`fit_one_cycle`), so they get the same training budget; the measured wall time
 is printed too (the machine is shared, so compare times only within one run). Then, on the
 validation songs, `learn.context_gain(within='decade')`: perplexity with the true energy vs
@@ -57,6 +58,7 @@ def main():
     ap.add_argument("--out", default="/tmp/energy_ablation")
     ap.add_argument("--variants", default="base,all,emb,dropout,year")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--share", type=float, default=1.0, help="share of the songs to use (a random sample)")
     ap.add_argument("--emb-sz", type=int, default=100)
     ap.add_argument("--n-hid", type=int, default=256)
     ap.add_argument("--bs", type=int, default=32)
@@ -67,6 +69,8 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df = lyrics()
+    if args.share < 1:
+        df = df.sample(frac=args.share, random_state=0).reset_index(drop=True)
     print(f"{len(df)} songs; args {vars(args)}", flush=True)
     for name in args.variants.split(","):
         v = VARIANTS[name]
