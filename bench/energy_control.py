@@ -1,7 +1,7 @@
 """Controllability of the energy models that `bench/energy_ablation.py` trained, at several guidances.
 
 Usage: python bench/energy_control.py [--runs DIR] [--variants base,dropout] [--guidance 1,2,3,4]
-           [--n-words 8000] [--n-samples 40]
+           [--n-words 8000] [--n-samples 40] [--share 1.0]
 
 For each variant's exported learner (DIR/<variant>.pkl) and each guidance: `controllability(learn,
 'energy', values=(0.1, 0.5, 0.9), guidance=g)` against the training-mean context, the regressor
@@ -27,8 +27,11 @@ def main():
     ap.add_argument("--guidance", default="1,2,3,4")
     ap.add_argument("--n-words", type=int, default=8000)
     ap.add_argument("--n-samples", type=int, default=40)
+    ap.add_argument("--share", type=float, default=1.0, help="as given to energy_ablation.py")
     args = ap.parse_args()
     df = lyrics()
+    if args.share < 1:      # the songs energy_ablation.py used
+        df = df.sample(frac=args.share, random_state=0).reset_index(drop=True)
     valid = df.iloc[RandomSplitter(0.1, seed=0)(df)[1]]      # the split ContextTextDataLoaders.from_df made
     for name in args.variants.split(","):
         learn = load_learner(Path(args.runs) / f"{name}.pkl")

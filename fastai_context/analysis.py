@@ -294,7 +294,7 @@ class ControllabilityReport:
     distinct_1: float = math.nan      # distinct unigrams / unigrams, averaged over the values (Li et al. 2016)
     distinct_2: float = math.nan      # distinct bigrams / bigrams, likewise
     fluency_perplexity: float = math.nan   # perplexity of all samples under the model at the mean context
-    mean_length: float = math.nan     # mean tokens per generated document the model finished (NaN: none)
+    mean_length: float = math.nan     # mean tokens per generated document: tokens / documents begun (NaN: none)
     real_mean_length: float = math.nan     # mean tokens per real text
 
     def __repr__(self) -> str:
@@ -380,15 +380,11 @@ def _generation_context(encoder, feature: str, context: Mapping[str, Any] | None
     return context
 
 
-def _documents(sample: str, complete_only: bool = False) -> list[str]:
+def _documents(sample: str) -> list[str]:
     """The documents of a generated sample, split where the model began a new one (`xxbos`). The
-    last one was cut off by the sample's end: it is dropped unless it is the only one (always
-    with `complete_only`)."""
+    last one was cut off by the sample's end: it is dropped unless it is the only one."""
     pieces = [p.strip() for p in re.split(rf"(?:^|\s){BOS}(?=\s|$)", sample)]
-    if complete_only:
-        pieces = pieces[:-1]
-    else:
-        pieces = pieces[:-1] if len(pieces) > 1 else pieces
+    pieces = pieces[:-1] if len(pieces) > 1 else pieces
     return [p for p in pieces if _bag_of_words(p)]
 
 
@@ -432,7 +428,9 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
     Beside the control scores, the report says what the samples cost: their diversity (distinct-1
     and distinct-2 per value, averaged), their fluency (with `fluency`, the perplexity of all
     samples under the same model at the mean context, unguided: guidance that derails the text
-    raises it), and the mean length of the documents the model finished against the real texts'."""
+    raises it), and the mean length of the generated documents (tokens generated per new document the
+    model began, which is not biased towards short documents as the finished ones are) against the
+    real texts'."""
     from scipy.stats import spearmanr
     encoder = learn.dls.context_encoder
     fixed = _generation_context(encoder, feature, context)
@@ -459,7 +457,8 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
     lo, hi = np.quantile(real_values, [0.1, 0.9])
     real_separation = float(real_pred[real_values >= hi].mean() - real_pred[real_values <= lo].mean())
 
-    samples, rows, pairs, complete = {}, [], [], []
+    samples, rows, pairs = {}, [], []
+    n_tokens, n_starts = 0, 0
     neg = None if negative is None else {**fixed, **negative}
     for v in values:
         texts = learn.generate({**fixed, feature: v}, n_words=math.ceil(n_words / n_samples), n_samples=n_samples,
@@ -467,7 +466,12 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
         docs = [d for t in texts for d in _documents(t)]
         if not docs:
             raise ValueError(f"the learner generated no words at {feature}={v} (only special tokens or punctuation)")
-        complete += [d for t in texts for d in _documents(t, complete_only=True)]     # for the mean length
+        # Mean length as tokens per document boundary drawn (a renewal estimate): the documents a
+        # stream finishes are biased short when streams are shorter than real documents.
+        for t in texts:
+            pieces = re.split(rf"(?:^|\s){BOS}(?=\s|$)", t)
+            n_starts += len(pieces) - 1
+            n_tokens += sum(len(_text_tokens(p)) for p in pieces)
         pred = np.asarray(regressor.predict(docs), dtype=float)
         samples[v] = docs
         rows.append({feature: v, "n_docs": len(docs), "mean_prediction": pred.mean(), "std_prediction": pred.std(),
@@ -487,10 +491,9 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
         ratio = separation / real_separation
     all_docs = [d for docs in samples.values() for d in docs]
     fluency_ppl = float(learn.text_perplexity(all_docs)) if fluency else math.nan
-    lengths = [len(_text_tokens(d)) for d in complete]
     return ControllabilityReport(feature, table, float(rho.statistic), float(rho.pvalue), separation, real_spearman,
                                  real_separation, ratio, samples, regressor, guidance=float(guidance),
                                  distinct_1=float(table.distinct_1.mean()), distinct_2=float(table.distinct_2.mean()),
                                  fluency_perplexity=fluency_ppl,
-                                 mean_length=float(np.mean(lengths)) if lengths else math.nan,
+                                 mean_length=n_tokens / n_starts if n_starts else math.nan,
                                  real_mean_length=float(np.mean([len(_text_tokens(t)) for t in real_texts])))

@@ -7,7 +7,7 @@ from conftest import run_notebook
 
 def test_nb02_runs_on_reduced_settings(tmp_path, data_dir):
     out = run_notebook("02_energy_word_clouds.ipynb", tmp_path, n_songs=200, bs=8, seq_len=24, emb_sz=16, n_hid=32,
-                       n_layers=1, epochs=1, n_boot=50, n_samples=6, n_words=60, top=5, guidances=[1.0, 3.0],
+                       n_layers=1, epochs=1, n_boot=50, n_samples=6, n_words=60, top=5, guidance=3.0, guidances=[1.0, 3.0],
                        controllability_words=400, controllability_samples=8)
     nb = nbformat.read(out, as_version=4)
     text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
