@@ -188,3 +188,12 @@ def test_spotify_tracks_wrong_file(tmp_path):
     bad.write_text("track_id,energy\nx,0.5\n")
     with pytest.raises(ValueError, match=r"bad.csv is not a TidyTuesday Spotify tracks table.*'track_name'"):
         datasets.spotify_tracks(bad)
+
+
+def test_line_breaks_are_tokens_for_fastai(billboard):
+    from fastai.text.core import WordTokenizer, tokenize1
+    from fastai_context.analysis import word_counts
+    song = billboard.lyrics[1]                                                     # Teen Angel
+    toks = tokenize1(song, WordTokenizer())
+    assert toks.count("\n") == song.count("\n") == 23 and not any(t.strip() == "" and t != "\n" for t in toks)
+    assert "\n" not in word_counts([song], stopwords=None)                         # word clouds ignore them
