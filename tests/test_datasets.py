@@ -101,10 +101,11 @@ def test_billboard_lyrics_real_table(billboard):
 def test_clean_lyrics_labels_and_lost_line_breaks():
     raw = ("[Verse 1: Drake]\nI got my eyes on you\n(Repeat chorus x2)\nCHORUS:Don't shed a tear\n"
            "VERSE 2That fateful night\nwent home to herAndy said hello, \"Wo?\"Said he\n"
-           "Paul McCartney and JoJo got an iPod\n(Solo cup, solo cup)\nChorus\nBreakdown, takedown\n\n[x2]")
+           "Paul McCartney and JoJo got an iPod\n(Solo cup, solo cup)\nChorus\nBreakdown, takedown\n\n[x2]\n"
+           "Both:\nHe said:\nSlide! (8x)\nx2\n...\n\u200b")
     assert clean_lyrics(raw) == ("I got my eyes on you\nDon't shed a tear\nThat fateful night\nwent home to her\n"
                                  "Andy said hello, \"Wo?\"\nSaid he\nPaul McCartney and JoJo got an iPod\n"
-                                 "(Solo cup, solo cup)\nBreakdown, takedown")
+                                 "(Solo cup, solo cup)\nBreakdown, takedown\nHe said:\nSlide!")
     assert clean_lyrics("la la\nla", line_breaks=False) == "la la la"
     assert is_section_label("Repeat chorus twice and fade out") and not is_section_label("Hook, line and sinker")
     with pytest.raises(TypeError, match="string"):
