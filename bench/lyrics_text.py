@@ -43,7 +43,7 @@ def main():
     rows = [stats(raw["lyrics"], "as scraped"), stats(lines, "clean, lines by \\n (default)"),
             stats(spaces, "clean, lines by spaces")]
     print(f"{len(raw)} songs; clean_lyrics on all of them: {clean_s:.1f} s")
-    print(pd.DataFrame(rows).set_index("variant").T.to_string())
+    print(pd.DataFrame(rows).set_index("variant").astype(object).T.to_string())
 
 
 if __name__ == "__main__":
