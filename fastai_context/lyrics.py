@@ -23,7 +23,8 @@ _LABEL_WORDS = {"verse", "chorus", "prechorus", "pre-chorus", "post-chorus", "po
 # Words that may stand beside them in a label ("Repeat chorus twice and fade out", "Chorus, Lead").
 _FILLER_WORDS = {"and", "then", "out", "till", "til", "until", "to", "twice", "once", "more", "first", "last", "line",
                  "lines", "half", "of", "the", "with", "lead", "ad", "libs", "lib", "x", "times", "all", "guitar",
-                 "piano", "sax", "saxophone", "music", "end", "ending", "1st", "2nd", "3rd", "4th", "i", "ii", "iii", "iv", "v", "on"}
+                 "piano", "sax", "saxophone", "music", "end", "ending", "1st", "2nd", "3rd", "4th", "i", "ii", "iii",
+                 "iv", "v", "on"}
 _COUNT = re.compile(r"^(\d+x?|x\d+)$")           # "2", "2x", "x3"
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 

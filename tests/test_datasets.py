@@ -33,6 +33,8 @@ def test_data_env_must_hold_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="spotify/spotify_songs.csv.gz"):
         datasets.spotify_tracks()
+    with pytest.raises(FileNotFoundError, match="neither lyrics/billboard_lyrics_spotify_1960_2016.csv.gz nor"):
+        datasets.billboard_lyrics()
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="not a folder"):
         datasets.get_path("ptb.train")
@@ -144,7 +146,8 @@ def rebuilt(tmp_path_factory, data_dir):
 def test_billboard_lyrics_downloads_originals_and_caches_the_build(rebuilt):
     folder, raw, clean = rebuilt
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted([*(datasets.REMOTES[n].fname for n in ORIGINALS), "billboard_lyrics_spotify_1960_2016.csv.gz"])
+    built = "billboard_lyrics_spotify_1960_2016.csv.gz"
+    assert names == sorted([*(datasets.REMOTES[n].fname for n in ORIGINALS), built])
     assert raw.title.equals(clean.title) and list(clean.columns) == datasets.BILLBOARD_COLUMNS + ["decade", "n_words"]
     assert not clean.lyrics.str.contains(r"\[Chorus").any()
 
