@@ -80,7 +80,7 @@ def test_cli_train_lm_on_two_processes(tmp_path):
     run_dir = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "-m", "fastai_context.cli", "train-lm",
-           str(HERE.parent / "configs" / "tiny-lm.yaml"), "epochs=1", "perplexity=false", "sample_words=0",
+           "tiny-lm", "epochs=1", "perplexity=false", "sample_words=0",
            "--run-dir", str(run_dir)]
     res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
