@@ -33,7 +33,7 @@ from . import datasets
 from .analysis import controllability, distinctive_words, plot_word_clouds, word_counts
 from .checkpoint import Checkpoint
 from .data import ContextTextDataLoaders
-from .distributed import distrib_ctx
+from .distributed import check_launch, distrib_ctx
 from .learner import context_language_model_learner
 from .models import context_lm_config
 from .runs import (CONFIG_NAME, PACKAGED_CONFIGS, ConfigError, atomic_path, load_config, make_run_dir, packaged_configs,
@@ -497,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             return _sweep(args)
         if args.cmd == "configs":
             return _list_configs()
+        check_launch()                     # `accelerate launch --num_processes N` without --multi_gpu: one process
         cmd = COMMANDS[args.cmd]
         resume = getattr(args, "resume", None)
         if resume:
