@@ -461,6 +461,15 @@ def test_add_audio_features_bad_input(file_features):
         add_audio_features(out.drop(columns="track_id"), file_features, "artist", "song")
 
 
+def test_audio_features_module_still_offers_the_same_names():
+    "fastai_context.audio_features is now a thin module over fastai_context.sources."
+    import fastai_context
+    from fastai_context import audio_features, sources
+    for name in ("FileFeatures", "SpotifyFeatures", "add_audio_features", "parse_review_title", "MatchReport",
+                 "TrackMatch", "SpotifyForbiddenError", "ReccoBeatsFeatures"):
+        assert getattr(audio_features, name) is getattr(sources, name) is getattr(fastai_context, name)
+
+
 # ------------------------------------------------------------------ parsing and normalization
 @pytest.mark.parametrize("title,expected", [
     ('Mt. Joy - "Silver Lining"', ("Mt. Joy", "Silver Lining")),

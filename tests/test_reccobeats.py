@@ -1,5 +1,6 @@
 """ReccoBeatsFeatures against a local fake of the ReccoBeats API on 127.0.0.1 that serves real
 tracks' features, and its join to real blog reviews with ids from the real tracks file."""
+import gzip
 import json
 import threading
 import time
@@ -199,6 +200,14 @@ def test_slow_server_is_bounded_by_the_total_timeout(recco, fake, catalog):
     with pytest.raises(ReccoBeatsError, match="total timeout of 1s"):
         recco(timeout=1, retries=0).features(catalog.track_id[:2])
     assert time.monotonic() - start < 5          # a per-read timeout would let the trickle last 18 s
+
+
+def test_gzip_answers_are_decoded(recco, fake, catalog):
+    "The body is read piece by piece against the deadline, and still decoded as requests would."
+    ids = catalog.track_id[:3].tolist()
+    _, _, plain = fake.answer(ids)
+    fake.script = [(200, {"Content-Encoding": "gzip"}, gzip.compress(json.dumps(plain).encode()))]
+    np.testing.assert_allclose(recco().features(ids)["energy"].to_numpy(), catalog.energy[:3].to_numpy())
 
 
 def test_bad_arguments():
