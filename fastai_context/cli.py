@@ -461,12 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list_configs() -> None:
-    "Print each packaged config: its name, the commands that accept its keys, and its first comment line."
+    "Print each packaged config: its name, the commands that accept its keys, and what its comment says."
     for name, path in packaged_configs().items():
         text = path.read_text(encoding="utf-8")
         keys = set(yaml.safe_load(text) or {})
         commands = [c.name for c in COMMANDS.values() if keys <= set(c.defaults)]
-        about = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
+        comment = " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#"))
+        about = comment.split(". ")[0].rstrip(".")                     # its first sentence, at most 100 chars
+        about = about if len(about) <= 100 else about[:99].rsplit(" ", 1)[0] + " ..."
         print(f"{name:<16} {'/'.join(commands) or '?':<12} {about}")
     print(f"\n(in {PACKAGED_CONFIGS}; use one by name, e.g. fastai-context train-lm tiny-lm epochs=2)")
 
