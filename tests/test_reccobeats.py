@@ -17,6 +17,7 @@ from fastai_context import add_audio_features, parse_review_title
 from fastai_context.sources.reccobeats import RECCOBEATS_FEATURES
 
 TRICKLE = "trickle"      # a script entry: send headers, then one byte of the body every 0.5 s
+TRICKLE_HEADERS = "trickle headers"     # a script entry: the status line, then one byte of a header every 0.5 s
 
 
 class FakeReccoBeats:
@@ -54,6 +55,8 @@ def _handler(fake: FakeReccoBeats):
             answer = fake.answer(ids)
             if answer == TRICKLE:
                 return self._trickle(b'{"content": []}' + b" " * 20)
+            if answer == TRICKLE_HEADERS:
+                return self._trickle_headers()
             status, headers, body = answer
             self._send(status, headers, body if isinstance(body, bytes) else json.dumps(body).encode())
 
@@ -75,6 +78,15 @@ def _handler(fake: FakeReccoBeats):
                 self.end_headers()
                 for i in range(len(body)):              # bounded: about 18 s at most, if nobody hangs up
                     self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass
+        def _trickle_headers(self):
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(36):                     # bounded: about 18 s at most, if nobody hangs up
+                    self.wfile.write(b"z")
                     self.wfile.flush()
                     time.sleep(0.5)
             except OSError:
@@ -194,12 +206,15 @@ def test_malformed_json(recco, fake, catalog, sleeps):
         recco(retries=2).features(catalog.track_id[:2])
 
 
-def test_slow_server_is_bounded_by_the_total_timeout(recco, fake, catalog):
-    fake.script = [TRICKLE]
+@pytest.mark.parametrize("trickle", [TRICKLE, TRICKLE_HEADERS])
+def test_slow_server_is_bounded_by_the_total_timeout(recco, fake, catalog, trickle):
+    fake.script = [trickle]
     start = time.monotonic()
     with pytest.raises(ReccoBeatsError, match="total timeout of 1s"):
         recco(timeout=1, retries=0).features(catalog.track_id[:2])
     assert time.monotonic() - start < 5          # a per-read timeout would let the trickle last 18 s
+    fake.script = []
+    assert recco(timeout=1).features(catalog.track_id[:2])["energy"].notna().all()     # and the next one is fine
 
 
 def test_gzip_answers_are_decoded(recco, fake, catalog):

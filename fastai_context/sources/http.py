@@ -9,13 +9,16 @@ Why our own retries: spotipy's urllib3 retries have hung callers for up to an ho
 from __future__ import annotations
 
 import email.utils
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import requests
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ReadTimeoutError
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 __all__ = ["DeadlineSession", "RetryingClient", "HTTPStatusError", "MalformedResponse", "WebServiceError",
            "RateLimitError", "retry_after"]
@@ -55,46 +58,99 @@ def retry_after(headers: Any) -> float:
             return 1.0
 
 
-class DeadlineSession(requests.Session):
-    """A `requests.Session` whose requests end within `total_timeout` seconds, body included.
+class _Watch:
+    "The socket of the request in flight on this thread, and whether its deadline has passed."
 
-    Each request is sent streaming; the body is then read with `read1` (whatever has arrived,
-    one socket read at a time) while the clock is checked, so a trickling server is cut off
-    at the deadline plus at most one read. Connecting and the headers are bounded per read by
-    the same number. The session has no urllib3 `Retry` adapter: retries belong to `RetryingClient`.
+    def __init__(self):
+        self.sock: socket.socket | None = None
+        self.fired = False
+        self.lock = threading.Lock()
+
+    def expire(self) -> None:
+        "At the deadline: shut the socket down, which wakes a recv() blocked in another thread."
+        with self.lock:
+            self.fired = True
+            if self.sock is not None:
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:          # already closed: nothing is waiting on it
+                    pass
+
+
+_in_flight = threading.local()        # .watch: the _Watch of this thread's request, if any
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self, *args, **kwargs):
+        watch = getattr(_in_flight, "watch", None)
+        if watch is not None:
+            with watch.lock:
+                watch.sock = self.sock
+            if watch.fired:
+                watch.expire()
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    getresponse = _WatchedHTTPConnection.getresponse
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    "requests' adapter, its connections telling the session's watchdog which socket to cut."
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class DeadlineSession(requests.Session):
+    """A `requests.Session` whose requests end within `total_timeout` seconds, headers and body
+    included: a watchdog timer shuts the request's socket down at the deadline, which ends a
+    read blocked on a trickling server, and the request fails with `requests.ReadTimeout`.
+    (Connecting, and requests through a proxy, are bounded per socket operation by the same
+    number.) Its adapters have no urllib3 `Retry`: retries belong to `RetryingClient`.
     """
 
     def __init__(self, total_timeout: float):
         super().__init__()
         self.total_timeout = float(total_timeout)
+        for prefix in ("http://", "https://"):
+            self.mount(prefix, _DeadlineAdapter())
 
     def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:
-        deadline = time.monotonic() + self.total_timeout
-        kwargs["timeout"] = self.total_timeout        # per connect and per read; the total is ours, below
-        if kwargs.pop("stream", False):
+        if kwargs.get("stream"):
             raise ValueError("DeadlineSession reads whole bodies; stream=True is not supported")
-        resp = super().send(request, stream=True, **kwargs)
-        chunks: list[bytes] = []
+        kwargs["timeout"] = self.total_timeout        # per connect and per read; the total is the watchdog's
+        watch, outer = _Watch(), getattr(_in_flight, "watch", None)
+        _in_flight.watch = watch
+        timer = threading.Timer(self.total_timeout, watch.expire)
+        timer.daemon = True
+        timer.start()
         try:
-            while chunk := self._read_some(resp, deadline):
-                chunks.append(chunk)
-        except BaseException:
-            resp.close()                               # drop the socket of an unfinished answer
+            resp = super().send(request, **kwargs)   # stream=False: the body is read in here
+        except requests.RequestException:
+            if watch.fired:
+                raise self._timeout(request) from None
             raise
-        resp.raw.release_conn()                        # a finished one goes back to the pool
-        resp._content = b"".join(chunks)               # what `resp.content`/`resp.json()` read, as requests does
+        finally:
+            timer.cancel()
+            _in_flight.watch = outer
+        if watch.fired:                              # a body cut short by the watchdog may look complete
+            resp.close()
+            raise self._timeout(request)
         return resp
 
-    def _read_some(self, resp: requests.Response, deadline: float) -> bytes:
-        if time.monotonic() > deadline:
-            raise requests.ReadTimeout(f"{resp.url}: no complete answer within the total timeout of "
-                                       f"{self.total_timeout:g}s", request=resp.request)
-        try:
-            return resp.raw.read1(64 * 1024, decode_content=True)
-        except ReadTimeoutError as e:
-            raise requests.ReadTimeout(str(e), request=resp.request) from None
-        except Urllib3Error as e:
-            raise requests.ConnectionError(str(e), request=resp.request) from None
+    def _timeout(self, request: requests.PreparedRequest) -> requests.ReadTimeout:
+        return requests.ReadTimeout(f"{request.url}: no complete answer within the total timeout of "
+                                    f"{self.total_timeout:g}s", request=request)
 
 
 class RetryingClient:

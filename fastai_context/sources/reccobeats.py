@@ -66,7 +66,7 @@ class ReccoBeatsFeatures(AudioFeatureSource):
     sqlite file `cache_path` as soon as it arrives (a second run asks nothing); a 429 waits
     its Retry-After within `max_wait` seconds in total; 5xx, timeouts and malformed JSON are
     retried `retries` times with backoff from `backoff` seconds; each request ends within
-    `timeout` seconds, body included. `api_url` points it at another host (a mirror or a test
+    `timeout` seconds, headers and body. `api_url` points it at another host (a mirror or a test
     server). It cannot search by artist and title: give `add_audio_features` an `id_source`.
     """
     available_features = RECCOBEATS_FEATURES

@@ -86,7 +86,7 @@ class SpotifyFeatures(AudioFeatureSource):
     requests and an interrupted one resumes. spotipy's own retries are switched off: a 429
     waits its Retry-After, at most `max_wait` seconds over the object's life, then raises
     `SpotifyRateLimitError`; 5xx, timeouts and malformed JSON are retried `retries` times
-    with exponential backoff from `backoff` seconds. Each request, body included, ends
+    with exponential backoff from `backoff` seconds. Each request, headers and body, ends
     within `timeout` seconds. `api_url`/`token_url` point the client elsewhere (a proxy, or
     a local test server); `sleep` is how it waits. A 403 on audio-features raises
     `SpotifyForbiddenError`: see its message for the 2024/2026 closures and what to use instead.
