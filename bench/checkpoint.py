@@ -1,7 +1,7 @@
 """Cost of a resumable checkpoint against fastai's `learn.save(with_opt=True)`, same model, same run.
 
 Usage: python bench/checkpoint.py [--repeats 10]
-The learner is `make demo`'s energy-conditioned LM (configs/demo-lm.yaml sizes) on the real
+The learner is `make demo`'s energy-conditioned LM (fastai_context/configs/demo-lm.yaml sizes) on the real
 Spotify track titles, after a few training batches so the optimizer holds its state. `Checkpoint`
 adds random states, the document order, the vocabulary and the context encoder, and writes
 through a temporary file and `os.replace`; the ratio is what that costs per epoch. Timings
@@ -27,7 +27,7 @@ def main():
     p.add_argument("--repeats", type=int, default=10)
     args = p.parse_args()
     torch.set_num_threads(1)
-    cfg = yaml.safe_load((ROOT / "configs" / "demo-lm.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "fastai_context" / "configs" / "demo-lm.yaml").read_text())
     df = datasets.spotify_tracks(dedupe=True).dropna(subset=["track_name"])
     dls = ContextTextDataLoaders.from_df(df, "track_name", ["energy"], bs=cfg["bs"], seq_len=cfg["seq_len"], seed=0,
                                          min_freq=cfg["min_freq"], shuffle_seed=0)

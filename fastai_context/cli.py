@@ -1,8 +1,8 @@
 """`fastai-context`: the package's experiments from the command line, one run folder each.
 
-    fastai-context train-lm configs/demo-lm.yaml epochs=2 lr=3e-3
+    fastai-context train-lm demo-lm epochs=2 lr=3e-3
     fastai-context generate model=runs/lm values=1.0,0.0 n_words=10000
-    fastai-context sweep configs/tiny-lm.yaml --grid lr=1e-3,3e-3 --grid bs=16,32 --jobs 2
+    fastai-context sweep tiny-lm --grid lr=1e-3,3e-3 --grid bs=16,32 --jobs 2
 
 Every command takes an optional YAML/JSON config and `key=value` overrides, checked against
 the command's options (`fastai-context COMMAND --help` lists them with their defaults), and
@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 from fastai.callback.progress import CSVLogger
 from fastai.data.transforms import RandomSplitter
 from fastai.learner import load_learner
@@ -32,10 +33,11 @@ from . import datasets
 from .analysis import controllability, distinctive_words, plot_word_clouds, word_counts
 from .checkpoint import Checkpoint
 from .data import ContextTextDataLoaders
-from .distributed import distrib_ctx
+from .distributed import check_launch, distrib_ctx
 from .learner import context_language_model_learner
 from .models import context_lm_config
-from .runs import CONFIG_NAME, ConfigError, atomic_path, load_config, make_run_dir, read_config, save_config
+from .runs import (CONFIG_NAME, PACKAGED_CONFIGS, ConfigError, atomic_path, load_config, make_run_dir, packaged_configs,
+                   read_config, save_config)
 from .sweep import grid_sweep, optuna_sweep, parse_grid
 from .vae import SentenceDataLoaders, vae_learner
 
@@ -426,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=_options_help(cmd),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("config", nargs="?", help="YAML or JSON config file")
+        p.add_argument("config", nargs="?", help="YAML or JSON config file, or a packaged config's name")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="override a config value")
         p.add_argument("--run-dir", help="folder to write into (default: runs/<command>-<date>-<time>)")
         if cmd.resumable:
@@ -436,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "optuna trials over --param ranges), at most --jobs at a time, one run folder "
                                    "each; write and print summary.csv sorted by --metric.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  fastai-context sweep configs/tiny-lm.yaml --grid lr=1e-3,1e-2 --grid bs=8,16 --jobs 2\n"
-                              "  fastai-context sweep configs/tiny-lm.yaml --trials 8 --search tpe "
+                       epilog="examples:\n  fastai-context sweep tiny-lm --grid lr=1e-3,1e-2 --grid bs=8,16 --jobs 2\n"
+                              "  fastai-context sweep tiny-lm --trials 8 --search tpe "
                               "--param lr=1e-4:1e-2:log --param drop_mult=0.2:1.0 --jobs 2")
     p.add_argument("config", nargs="?", help="config of the swept command")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="fixed overrides for every run")
@@ -452,7 +454,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optuna search space")
     p.add_argument("--seed", type=int, default=0, help="seed of the optuna sampler [0]")
     p.add_argument("--run-dir", help="folder for the sweep (default: runs/sweep-<date>-<time>)")
+    sub.add_parser("configs", help="list the example configs packaged with fastai_context (pass one by name)",
+                   description="List the example configs that ship with the package; give one by name in place "
+                               "of a file, e.g. `fastai-context train-lm tiny-lm epochs=2`.")
     return parser
+
+
+def _list_configs() -> None:
+    "Print each packaged config: its name, the commands that accept its keys, and what its comment says."
+    for name, path in packaged_configs().items():
+        text = path.read_text(encoding="utf-8")
+        keys = set(yaml.safe_load(text) or {})
+        commands = [c.name for c in COMMANDS.values() if keys <= set(c.defaults)]
+        comment = " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#"))
+        about = comment.split(". ")[0].rstrip(".")                     # its first sentence, at most 100 chars
+        about = about if len(about) <= 100 else about[:99].rsplit(" ", 1)[0] + " ..."
+        print(f"{name:<16} {'/'.join(commands) or '?':<12} {about}")
+    print(f"\n(in {PACKAGED_CONFIGS}; use one by name, e.g. fastai-context train-lm tiny-lm epochs=2)")
 
 
 def _shared_run_dir(command: str, run_dir: str | None) -> Path:
@@ -479,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.cmd == "sweep":
             return _sweep(args)
+        if args.cmd == "configs":
+            return _list_configs()
+        check_launch()                     # `accelerate launch --num_processes N` without --multi_gpu: one process
         cmd = COMMANDS[args.cmd]
         resume = getattr(args, "resume", None)
         if resume:

@@ -204,7 +204,8 @@ class ContextLanguageModelLoader(LMDataLoader):
 
     def show_batch(self, b=None, max_n: int = 9, ctxs=None, show: bool = True, unique: bool = False,
                    trunc_at: int = 150, **kwargs):
-        "Show text, the context values by feature name (one per document the row spans), and the target."
+        """Display text, the context values by feature name (one per document the row spans), and the target;
+        with `show=False` return that table as a DataFrame instead (fastai's behaviour, so a notebook shows it once)."""
         if b is None:
             b = self.one_batch()
         x, ctx, y = (t.detach().cpu() for t in b)
@@ -227,9 +228,9 @@ class ContextLanguageModelLoader(LMDataLoader):
             rec["text_"] = text(y[i])
             records.append(rec)
         df = pd.DataFrame(records)
-        if show:
-            display_df(df)
-        return df
+        if not show:             # as fastai: `show=False` returns what would be shown, `show=True` only shows it
+            return df
+        display_df(df)
 
 
 def check_texts(df: pd.DataFrame, text_col: str) -> None:

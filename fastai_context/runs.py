@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 __all__ = ["ConfigError", "atomic_path", "parse_value", "load_config", "make_run_dir", "save_config",
-           "read_config", "CONFIG_NAME"]
+           "read_config", "CONFIG_NAME", "packaged_configs", "resolve_config"]
 
 CONFIG_NAME = "config.yaml"
 
@@ -107,9 +107,29 @@ def parse_value(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+#: The example configs that ship inside the package (`fastai-context configs` lists them).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_configs() -> dict[str, Path]:
+    "The packaged example configs by name (`tiny-lm`, `demo-lm`, ...)."
+    return {p.stem: p for p in sorted(PACKAGED_CONFIGS.glob("*.yaml"))}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The config file `path`; a bare name with no such file here (`tiny-lm` or `tiny-lm.yaml`)
+    is the packaged config of that name, so that a pip install needs no checkout."""
+    p = Path(path)
+    if p.exists() or p.parent != Path("."):
+        return p
+    return packaged_configs().get(p.name[:-5] if p.name.endswith(".yaml") else p.name, p)
+
+
 def _read_file(path: Path) -> dict:
+    path = resolve_config(path)
     if not path.exists():
-        raise ConfigError(f"config file {str(path)!r} not found")
+        raise ConfigError(f"config file {str(path)!r} not found; packaged configs, usable by name: "
+                          f"{list(packaged_configs())} (`fastai-context configs` describes them)")
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
