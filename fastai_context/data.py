@@ -277,11 +277,7 @@ class ContextTextDataLoaders(DataLoaders):
         if valid_col is not None:
             check_columns(df, [valid_col], "valid column")
         if fill == "drop":
-            keep = pd.Series(True, index=df.index)
-            for c in context_cols:
-                if pd.api.types.is_numeric_dtype(df[c].dtype):
-                    keep &= np.isfinite(df[c].to_numpy(dtype=np.float64, na_value=np.nan))
-            df = df[keep]
+            df = ContextEncoder.drop_missing(df, context_cols)
         check_texts(df, text_col)
         splitter = RandomSplitter(valid_pct, seed=seed) if valid_col is None else ColSplitter(valid_col)
         splits = splitter(df)

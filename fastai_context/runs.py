@@ -3,7 +3,8 @@
 A config is a flat mapping of knobs. `load_config` starts from a command's defaults,
 applies a YAML or JSON file and then `key=value` overrides, and checks every key and type
 against the defaults, so a typo fails at once with the key's name instead of an hour later.
-`make_run_dir` creates the folder; `save_config` writes the resolved config into it.
+`make_run_dir` creates the folder; `save_config` writes the resolved config into it;
+`RunLock` keeps a second process out of a folder that one is writing to.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import difflib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,9 +22,10 @@ from typing import Any
 import yaml
 
 __all__ = ["ConfigError", "atomic_path", "parse_value", "load_config", "make_run_dir", "save_config",
-           "read_config", "CONFIG_NAME"]
+           "read_config", "CONFIG_NAME", "RunLock", "clean_stale_temporaries"]
 
 CONFIG_NAME = "config.yaml"
+LOCK_NAME = ".lock"
 
 
 class ConfigError(ValueError):
@@ -46,6 +49,80 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _tmp_pattern(name: str = "*") -> str:
+    "The names `atomic_path` gives its temporaries (`.NAME.<random>.tmp`)."
+    return f".{name}.*.tmp"
+
+
+def clean_stale_temporaries(folder: str | Path, name: str = "*") -> list[Path]:
+    """Remove the temporaries a killed `atomic_path` write left in `folder` (of file `name`, or all);
+    call it only while holding the folder (e.g. under `RunLock`). Returns the removed paths."""
+    removed = []
+    for p in Path(folder).glob(_tmp_pattern(name)):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                   # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:               # it exists, under another user
+        return True
+    return True
+
+
+class RunLock:
+    """A lock file (`.lock`, holding the owner's PID) in a run folder, for as long as a command
+    writes to it: a second process is refused with the PID that holds it; a lock left by a
+    process that no longer exists (killed) is taken over. Use as a context manager."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / LOCK_NAME
+        self.held = False
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def acquire(self) -> "RunLock":
+        for _ in range(10):                  # a stale lock is removed, then raced for again
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._holder()
+                if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                    raise ConfigError(f"run folder {str(self.path.parent)!r} is in use by process {pid} "
+                                      f"(lock file {str(self.path)!r}); wait for it to end, or stop it") from None
+                if pid is None:              # being written right now by its owner, or left empty by a kill
+                    time.sleep(0.05)
+                    if self._holder() is not None:
+                        continue
+                self.path.unlink(missing_ok=True)   # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self.held = True
+            return self
+        raise ConfigError(f"could not take the lock file {str(self.path)!r}: another process keeps taking it")
+
+    def release(self) -> None:
+        if self.held and self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def _type_name(v: Any) -> str:
@@ -107,14 +184,53 @@ def parse_value(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    "YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key] + 1} and "
+                                        f"{key_node.start_mark.line + 1}); keep one")
+                seen[key] = key_node.start_mark.line
+            except TypeError:                # an unhashable key: SafeLoader's own error follows
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_json_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise _DuplicateKey(f"key {dup!r} appears twice; keep one")
+    return dict(pairs)
+
+
 def _read_file(path: Path) -> dict:
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} not found")
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} is not a file")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
+                          f"position {e.start}); save it as UTF-8") from None
+    try:
+        data = (json.loads(text, object_pairs_hook=_unique_json_keys) if path.suffix == ".json"
+                else yaml.load(text, Loader=_UniqueKeyLoader))
+    except _DuplicateKey as e:
+        raise ConfigError(f"config file {str(path)!r}: {e}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+        raise ConfigError(f"config file {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          + " ".join(str(e).split())) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
