@@ -294,7 +294,7 @@ class ContextTextDataLoaders(DataLoaders):
             raise ValueError(f"text column {text_col!r} is empty after tokenization in rows {first_rows(rows)}; "
                              "drop those rows")
         train_df, valid_df = df.iloc[splits[0]], df.iloc[splits[1]]
-        encoder = ContextEncoder.fit(train_df, context_cols, fill=None if fill == "drop" else fill)
+        encoder = ContextEncoder.fit(train_df, context_cols, fill=fill)
         device = default_device() if device is None else device
         common = dict(bs=bs, seq_len=seq_len, context_encoder=encoder, device=device, **kwargs)
         train = ContextLanguageModelLoader(dsets.train, encoder.encode(train_df), shuffle=True, **common)
