@@ -354,13 +354,18 @@ class NonFiniteLossError(FloatingPointError):
 class RaiseOnNaNCallback(Callback):
     """Stop `fit` with `NonFiniteLossError` naming the epoch and batch when the training loss is
     NaN or infinite (fastai's `TerminateOnNaNCallback` stops silently, and the run then exports a
-    NaN model), or when the learning rate about to be used is NaN, infinite or negative. The
+    NaN model), or when the learning rate about to be used is NaN, infinite or negative (and
+    refuse `fit` with no epoch at all, which would "train" nothing without a word). The
     check comes before the optimizer step, so the weights stay those of the last good batch.
     Under `lr_find`, where divergence is the point, it just ends the search like fastai's."""
     order = 62        # after ParamScheduler (60) has set this batch's learning rate
 
     def _where(self) -> str:
         return f"epoch {self.epoch}, batch {self.iter} (of {self.n_iter})"
+
+    def before_fit(self):
+        if self.n_epoch < 1:
+            raise ValueError(f"fit was called with n_epoch={self.n_epoch}: train at least one epoch")
 
     def before_batch(self):
         if not self.training or hasattr(self.learn, "lr_finder"):

@@ -176,7 +176,19 @@ def _load_model(cfg: Mapping, key: str = "model"):
             raise ConfigError(f"config key {key!r}: {str(p.parent)!r} holds no model.pkl (did its training finish?)")
     with warnings.catch_warnings():       # the user named this file: fastai's pickle warning adds nothing
         warnings.simplefilter("ignore", UserWarning)
-        return load_learner(p)
+        try:
+            return load_learner(p)
+        except Exception as e:            # unpickling errors of a damaged or foreign file come in many types
+            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by train-lm/train-vae, or it "
+                              f"is damaged ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+
+
+def _read_text(path: Path, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config key {key!r}: {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
+                          f"position {e.start}); save it as UTF-8") from None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -421,7 +433,7 @@ def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
     elif cfg["data"] == "spotify":
         texts = datasets.spotify_tracks(dedupe=True)["track_name"].dropna().tolist()
     else:
-        texts = [ln.strip() for ln in _existing_path(cfg, "data", "text file").read_text(encoding="utf-8").splitlines()]
+        texts = [ln.strip() for ln in _read_text(_existing_path(cfg, "data", "text file"), "data").splitlines()]
         texts = [t for t in texts if t]
     if cfg["n_docs"]:
         texts = random.Random(cfg["seed"]).sample(texts, min(cfg["n_docs"], len(texts)))

@@ -97,6 +97,17 @@ def test_config_file_not_utf8_or_with_a_duplicate_key(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_unreadable_inputs_are_named_and_leave_no_folder(tmp_path):
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "model.pkl").write_bytes(b"garbage")
+    msg = error_of("generate", f"model={tmp_path / 'lm'}", "--run-dir", tmp_path / "g")
+    assert "config key 'model'" in msg and "model.pkl' is not a model exported by train-lm/train-vae" in msg
+    (tmp_path / "titles.txt").write_bytes("caf\u00e9\nhello there\n".encode("latin-1"))
+    msg = error_of("train-vae", f"data={tmp_path / 'titles.txt'}", "--run-dir", tmp_path / "v")
+    assert "titles.txt' is not UTF-8 text" in msg
+    assert not (tmp_path / "g").exists() and not (tmp_path / "v").exists()
+
+
 # ------------------------------------------------------------------------------ items 1, 2, 3, 17
 def test_resume_with_an_edited_config_is_refused_and_changes_nothing(run_copy):
     cfg = run_copy / "config.yaml"

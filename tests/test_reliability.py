@@ -186,6 +186,12 @@ def test_bad_learning_rate_stops_before_the_first_step(titles_df, tmp_path, lr):
     assert not (tmp_path / "checkpoint.pth").exists()
 
 
+def test_fit_without_epochs_is_refused(titles_df, tmp_path):
+    learn = learner(titles_df, tmp_path, cbs=[RaiseOnNaNCallback()])
+    with learn.no_bar(), pytest.raises(ValueError, match="n_epoch=0: train at least one epoch"):
+        learn.fit(0, 1e-2)
+
+
 def test_context_learner_guards_against_nan_by_default(titles_df):
     dls = ContextTextDataLoaders.from_df(titles_df, "track_name", "energy", bs=8, seq_len=12, seed=0, device="cpu")
     learn = context_language_model_learner(dls, config=dict(emb_sz=8, n_hid=16, n_layers=1))
