@@ -20,6 +20,7 @@ the latest one is damaged or missing.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -190,6 +191,7 @@ class Checkpoint(Callback):
     def __init__(self, path: str | Path | None = None, fname: str = "checkpoint.pth", resume: bool = False):
         self.path, self.fname, self.resume = path, fname, resume
         self.start_epoch = 0
+        self._quiet = contextlib.ExitStack()
 
     @property
     def file(self) -> Path:
@@ -222,6 +224,7 @@ class Checkpoint(Callback):
             self.learn.recorder.values[-1] = self._saved["values"][self.epoch]
             self.learn.recorder.iters[-1] = self._saved["iters"][self.epoch]
             self.learn.final_record = self.learn.recorder.values[-1]
+            self._quiet.close()                   # the Recorder (order 50) has not logged it
             return
         state = self.state()                      # every rank takes part in gathering random states
         if rank_distrib() == 0:
@@ -297,19 +300,15 @@ class Checkpoint(Callback):
                 cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
         self._saved, self.start_epoch = ckpt, ckpt["epoch"]
         self._trim_csv_logs()
-        self._log, self.learn.logger = self.learn.logger, self._log_unless_skipped
 
     def before_epoch(self):
         if self.epoch < self.start_epoch:
+            # fastai's own `no_logging` switch, until `after_epoch`: a skipped epoch logs no row
+            self._quiet.enter_context(self.learn.no_logging())
             raise CancelEpochException
 
-    def _log_unless_skipped(self, log):
-        if self.epoch >= self.start_epoch:
-            self._log(log)
-
     def after_fit(self):
-        if self.learn.logger == self._log_unless_skipped:
-            self.learn.logger = self._log
+        self._quiet.close()
 
     def _csv_loggers(self):
         for cb in self.learn.cbs:
