@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import socket
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+try:
+    import fcntl
+except ImportError:                           # Windows: run folders are not locked
+    fcntl = None
 
 __all__ = ["ConfigError", "atomic_path", "parse_value", "load_config", "make_run_dir", "save_config",
            "read_config", "CONFIG_NAME", "RunLock", "clean_stale_temporaries"]
@@ -67,56 +72,59 @@ def clean_stale_temporaries(folder: str | Path, name: str = "*") -> list[Path]:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)                   # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:               # it exists, under another user
-        return True
-    return True
-
-
 class RunLock:
-    """A lock file (`.lock`, holding the owner's PID) in a run folder, for as long as a command
-    writes to it: a second process is refused with the PID that holds it; a lock left by a
-    process that no longer exists (killed) is taken over. Use as a context manager."""
+    """A lock on a run folder for as long as a command writes to it: an exclusive `flock` on
+    `.lock` (which holds the owner's PID and host, for the message). A second process is refused
+    with the PID holding it; the kernel drops the lock of a process that dies, so the lock left
+    by a killed run is simply taken over. Use as a context manager. (POSIX only: without `fcntl`,
+    as on Windows, there is no lock.)"""
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / LOCK_NAME
-        self.held = False
+        self._fd: int | None = None
 
-    def _holder(self) -> int | None:
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def _holder(self) -> str:
         try:
-            return int(self.path.read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return None
+            pid, host = (self.path.read_text().split() + ["", ""])[:2]
+        except OSError:
+            return "another process"
+        if not pid:
+            return "another process"
+        return f"process {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
 
     def acquire(self) -> "RunLock":
-        for _ in range(10):                  # a stale lock is removed, then raced for again
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                pid = self._holder()
-                if pid is not None and pid != os.getpid() and _pid_alive(pid):
-                    raise ConfigError(f"run folder {str(self.path.parent)!r} is in use by process {pid} "
-                                      f"(lock file {str(self.path)!r}); wait for it to end, or stop it") from None
-                if pid is None:              # being written right now by its owner, or left empty by a kill
-                    time.sleep(0.05)
-                    if self._holder() is not None:
-                        continue
-                self.path.unlink(missing_ok=True)   # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            self.held = True
+        if fcntl is None or self.held:
             return self
-        raise ConfigError(f"could not take the lock file {str(self.path)!r}: another process keeps taking it")
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigError(f"run folder {str(self.path.parent)!r} is in use by {self._holder()} (lock file "
+                                  f"{str(self.path)!r}); wait for it to end, or stop it") from None
+            try:                             # the holder may have removed the file while we opened it
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            self._fd = fd
+            return self
+        raise ConfigError(f"could not take the lock file {str(self.path)!r}: other processes keep taking it")
 
     def release(self) -> None:
-        if self.held and self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
-        self.held = False
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)   # while still holding it: the next owner makes a new file
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

@@ -14,6 +14,7 @@ import pytest
 
 from fastai_context.cli import main
 from fastai_context.checkpoint import load_checkpoint
+from fastai_context.runs import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = ROOT / "configs" / "tiny-lm.yaml"
@@ -160,9 +161,9 @@ def test_finished_run_without_checkpoint_is_refused(run_copy):
 
 # ----------------------------------------------------------------------------------------- item 16
 def test_a_second_process_on_a_run_folder_is_refused(run_copy):
-    (run_copy / ".lock").write_text(f"{os.getpid()}\n")          # this test's process holds the run
     before = snapshot(run_copy)
-    res = cli("train-lm", "--resume", run_copy)
+    with RunLock(run_copy):                                       # this test's process holds the run
+        res = cli("train-lm", "--resume", run_copy)
     assert res.returncode == 1
     assert f"is in use by process {os.getpid()}" in res.stderr.strip().splitlines()[-1]
     assert snapshot(run_copy) == before
