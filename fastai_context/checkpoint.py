@@ -228,11 +228,18 @@ class Checkpoint(Callback):
             return
         state = self.state()                      # every rank takes part in gathering random states
         if rank_distrib() == 0:
-            with atomic_path(self.file) as tmp:
-                torch.save(state, tmp)
-                verify_checkpoint(tmp)            # a full disk or a broken writer fails now, not at resume
-                if self.file.exists():            # keep one fallback; a kill between the two moves leaves it
-                    os.replace(self.file, self.prev_file)
+            self.save(state)
+
+    def save(self, state: dict | None = None) -> Path:
+        """Write `state` (default: `self.state()`) to `file` through a temporary file, verify it,
+        and keep the checkpoint it replaces as `prev_file`."""
+        state = self.state() if state is None else state
+        with atomic_path(self.file) as tmp:
+            torch.save(state, tmp)
+            verify_checkpoint(tmp)                # a full disk or a broken writer fails now, not at resume
+            if self.file.exists():                # keep one fallback; a kill between the two moves leaves it
+                os.replace(self.file, self.prev_file)
+        return self.file
 
     # ---------------------------------------------------------------- resume
     def load(self, dls=None, n_epoch: int | None = None, verbose: bool = True) -> dict | None:

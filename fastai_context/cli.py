@@ -127,7 +127,6 @@ NON_NEGATIVE = ((lambda v: _finite(v) and v >= 0), "a finite number, 0 or more")
 FRACTION = ((lambda v: _finite(v) and 0 < v < 1), "a fraction strictly between 0 and 1")
 PROBABILITY = ((lambda v: _finite(v) and 0 <= v <= 1), "between 0 and 1")
 SEED = ((lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer from 0 to 2**32 - 1")
-NUMBER = (_finite, "a finite number")
 
 # --------------------------------------------------------------------------------------- helpers
 def _echo(*args) -> None:
