@@ -276,6 +276,7 @@ class Checkpoint(Callback):
     def before_fit(self):
         self.start_epoch, self._saved = 0, None
         if not self.resume:
+            self._clean_temporaries()
             return
         try:
             loaded = getattr(self, "_loaded", None)
@@ -288,9 +289,7 @@ class Checkpoint(Callback):
             raise
         finally:
             self._loaded = None
-        if rank_distrib() == 0:
-            for f in (self.file, self.prev_file):  # left by a kill during a write
-                clean_stale_temporaries(f.parent, f.name)
+        self._clean_temporaries()
         if ckpt is None:                          # nothing to resume: start over, with one header
             self._trim_csv_logs()
             return
@@ -307,6 +306,12 @@ class Checkpoint(Callback):
                 cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
         self._saved, self.start_epoch = ckpt, ckpt["epoch"]
         self._trim_csv_logs()
+
+    def _clean_temporaries(self):
+        "Remove the temporary files a kill during a checkpoint write left behind."
+        if rank_distrib() == 0:
+            for f in (self.file, self.prev_file):
+                clean_stale_temporaries(f.parent, f.name)
 
     def before_epoch(self):
         if self.epoch < self.start_epoch:
