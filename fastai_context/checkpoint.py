@@ -95,6 +95,19 @@ def _has(cb, method: str) -> bool:
     return callable(getattr(type(cb), method, None))
 
 
+def _state_dict(obj) -> dict:
+    """`obj.state_dict()`, or for a plain object without one (fastai's `AvgSmoothLoss`) a copy of
+    its attributes: one protocol for everything a checkpoint holds."""
+    return obj.state_dict() if _has(obj, "state_dict") else dict(vars(obj))
+
+
+def _load_state_dict(obj, state: dict) -> None:
+    if _has(obj, "load_state_dict"):
+        obj.load_state_dict(state)
+    else:
+        vars(obj).update(state)
+
+
 def _row_epoch(line: str) -> int | None:
     "The epoch of a CSVLogger row (None for a header or a blank line)."
     first = line.split(",", 1)[0]
@@ -213,7 +226,7 @@ class Checkpoint(Callback):
             "opt": self.opt.state_dict(),
             "rng": _all_ranks(_rng_state()),
             "loaders": [_loader_state(dl) for dl in self.dls.loaders],
-            "smooth_loss": (rec.smooth_loss.count, rec.smooth_loss.val),
+            "smooth_loss": _state_dict(rec.smooth_loss),
             "values": [list(v) for v in rec.values], "iters": list(rec.iters),
             "vocab": _vocab(self.dls), "context_encoder": _encoder(self.dls),
             "callbacks": {_cb_key(cb): cb.state_dict() for cb in self.learn.cbs if _has(cb, "state_dict")},
@@ -300,7 +313,10 @@ class Checkpoint(Callback):
         for dl, st in zip(self.dls.loaders, ckpt["loaders"]):
             _set_loader_state(dl, st)
         rec = self.learn.recorder
-        rec.smooth_loss.count, rec.smooth_loss.val = ckpt["smooth_loss"]
+        smooth = ckpt["smooth_loss"]
+        if isinstance(smooth, tuple):             # checkpoints written before it had a state dict
+            smooth = {"count": smooth[0], "val": smooth[1]}
+        _load_state_dict(rec.smooth_loss, smooth)
         for cb in self.learn.cbs:
             if _has(cb, "load_state_dict") and _cb_key(cb) in ckpt["callbacks"]:
                 cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
