@@ -190,3 +190,11 @@ def test_sweep_without_optuna_says_how_to_install_it(tmp_path, monkeypatch):
     assert "config key 'epochs': must be at least 1" in error_of("sweep", TINY_LM, "--grid", "epochs=0,1",
                                                                  "--run-dir", tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_optuna_sweep_without_optuna_says_how_to_install_it(tmp_path, monkeypatch):
+    from fastai_context.sweep import optuna_sweep
+    monkeypatch.setitem(sys.modules, "optuna", None)              # `import optuna` now fails
+    with pytest.raises(ImportError, match=r"pip install 'fastai_context\[sweep\]'"):
+        optuna_sweep({"lr": (1e-3, 1e-2, True)}, 2, "train-lm", str(TINY_LM), [], tmp_path)
+    assert not list(tmp_path.iterdir())
