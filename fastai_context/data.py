@@ -278,11 +278,7 @@ class ContextTextDataLoaders(DataLoaders):
         if valid_col is not None:
             check_columns(df, [valid_col], "valid column")
         if fill == "drop":
-            keep = pd.Series(True, index=df.index)
-            for c in context_cols:
-                if pd.api.types.is_numeric_dtype(df[c].dtype):
-                    keep &= np.isfinite(df[c].to_numpy(dtype=np.float64, na_value=np.nan))
-            df = df[keep]
+            df = ContextEncoder.drop_missing(df, context_cols)
         check_texts(df, text_col)
         splitter = RandomSplitter(valid_pct, seed=seed) if valid_col is None else ColSplitter(valid_col)
         splits = splitter(df)
@@ -299,7 +295,7 @@ class ContextTextDataLoaders(DataLoaders):
             raise ValueError(f"text column {text_col!r} is empty after tokenization in rows {first_rows(rows)}; "
                              "drop those rows")
         train_df, valid_df = df.iloc[splits[0]], df.iloc[splits[1]]
-        encoder = ContextEncoder.fit(train_df, context_cols, fill=None if fill == "drop" else fill)
+        encoder = ContextEncoder.fit(train_df, context_cols, fill=fill)
         device = default_device() if device is None else device
         common = dict(bs=bs, seq_len=seq_len, context_encoder=encoder, device=device, **kwargs)
         train = ContextLanguageModelLoader(dsets.train, encoder.encode(train_df), shuffle=True, **common)

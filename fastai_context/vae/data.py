@@ -239,6 +239,7 @@ class SentenceDataLoaders(DataLoaders):
         check_columns(df, [text_col], "text column")
         context_cols = [] if context_cols is None else [context_cols] if isinstance(context_cols, str) else list(context_cols)
         check_columns(df, context_cols, "context column")
+        df = ContextEncoder.drop_missing(df, context_cols) if fill == "drop" else df
         check_texts(df, text_col)
         if min_len < 1:
             raise ValueError(f"min_len={min_len}: a sentence needs at least one token")
