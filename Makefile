@@ -30,11 +30,11 @@ DEMO_CLI := $(VENV)/bin/fastai-context
 demo: install
 	@set -e; d=$(DEMO_DIR); start=$$(date +%s); \
 	if [ ! -d "$$FASTAI_CONTEXT_DATA" ]; then unset FASTAI_CONTEXT_DATA; fi; \
-	$(DEMO_CLI) train-lm configs/demo-lm.yaml --run-dir $$d/lm; \
-	$(DEMO_CLI) generate configs/demo-generate.yaml model=$$d/lm --run-dir $$d/generate; \
+	$(DEMO_CLI) train-lm demo-lm --run-dir $$d/lm; \
+	$(DEMO_CLI) generate demo-generate model=$$d/lm --run-dir $$d/generate; \
 	$(DEMO_CLI) wordclouds samples=$$d/generate --run-dir $$d/wordclouds; \
-	$(DEMO_CLI) train-vae configs/demo-vae.yaml --run-dir $$d/vae; \
-	$(DEMO_CLI) homotopy configs/demo-homotopy.yaml model=$$d/vae --run-dir $$d/homotopy; \
+	$(DEMO_CLI) train-vae demo-vae --run-dir $$d/vae; \
+	$(DEMO_CLI) homotopy demo-homotopy model=$$d/vae --run-dir $$d/homotopy; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s: everything is in $$d"
 
 bench: install

@@ -14,6 +14,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["fastai_context", "fastai_context.*"]),
+    # The example configs travel in the wheel: `fastai-context train-lm tiny-lm` needs no checkout.
+    package_data={"fastai_context": ["configs/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
@@ -25,14 +27,15 @@ setup(
         "matplotlib",
         "nltk",
         "spotipy",
-        "requests",          # audio_features talks to spotipy through a plain requests.Session
+        "requests",          # the web audio-feature sources (Spotify through spotipy, ReccoBeats)
         "wordcloud",
         "pyyaml",            # run configs
         "accelerate",        # what fastai.distributed needs for data-parallel training
         "rdata>=1.0",        # reads the R package `billboard`'s .rda originals of the lyrics table (pure Python)
     ],
     extras_require={
-        "sweep": ["optuna"],
+        "sweep": ["optuna"],                 # `fastai-context sweep --trials`: optuna's random/TPE search
+        # the test suite: pytest (-n 2 through xdist), notebook tests through papermill, and the sweep tests
         "test": ["pytest", "pytest-xdist", "papermill", "ipykernel", "nbformat", "optuna"],
     },
     entry_points={"console_scripts": ["fastai-context=fastai_context.cli:main"]},

@@ -13,8 +13,9 @@ from .generation import ContextLSTMSampler
 from .learner import ContextDropout, ContextGainReport, ContextLMLearner, context_language_model_learner
 
 # --- audio features (issue 5) ---
-from .audio_features import (FileFeatures, MatchReport, SpotifyFeatures, SpotifyFeaturesError, SpotifyForbiddenError,
-                             SpotifyRateLimitError, TrackMatch, add_audio_features, parse_review_title)
+from .sources import (FileFeatures, MatchReport, ReccoBeatsError, ReccoBeatsFeatures, ReccoBeatsRateLimitError,
+                      SpotifyFeatures, SpotifyFeaturesError, SpotifyForbiddenError, SpotifyRateLimitError, TrackMatch,
+                      add_audio_features, parse_review_title)
 
 # --- analysis (issue 4) ---
 from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, distinct_n, distinctive_words, plot_word_clouds,

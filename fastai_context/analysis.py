@@ -115,13 +115,14 @@ def _stopword_set(stopwords: str | Iterable[str] | None, extra: Iterable[str]) -
 
 def word_counts(texts: str | Iterable[str], stopwords: str | Iterable[str] | None = "nltk",
                 drop_punctuation: bool = True, drop_numbers: bool = True, drop_special_tokens: bool = True,
-                extra_stopwords: Iterable[str] = ("like", "'s", "...")) -> Counter:
+                extra_stopwords: Iterable[str] = ("like", "'s", "..."), min_length: int = 2) -> Counter:
     """Count lowercased words in `texts` (raw or fastai-tokenized strings), as the blog did.
 
     `stopwords='nltk'` drops NLTK's English stopwords (offline this needs `NLTK_DATA`); pass your own
     list instead, or None to keep every word. Whenever stopwords are dropped, contraction pieces
     (`n't`, `'s`, `'re`, ...) go too. fastai's special tokens (`xxbos`, `xxmaj`, ...), punctuation
-    and numbers are dropped unless asked otherwise. Raises if nothing is left to count."""
+    and numbers are dropped unless asked otherwise, and so are words of letters shorter than `min_length`
+    characters (`x` of "A x B" credits, `u`, `r`: noise in a word cloud). Raises if nothing is left to count."""
     texts = _as_texts(texts)
     if not texts:
         raise ValueError("texts is empty: there is nothing to count")
@@ -134,13 +135,18 @@ def word_counts(texts: str | Iterable[str], stopwords: str | Iterable[str] | Non
         n_tokens += len(toks)
         for word, contraction in _words(toks):
             if word in drop or contraction in drop or (drop_punctuation and _is_punctuation(word)) \
-                    or (drop_numbers and _NUMBER.fullmatch(word)):
+                    or (drop_numbers and _NUMBER.fullmatch(word)) or _too_short(word, min_length):
                 continue
             counts[word] += 1
     if not counts:
         raise ValueError(f"no words left to count: the {len(texts)} text(s) hold {n_tokens} token(s), all of them "
                          "stopwords, punctuation, numbers or special tokens")
     return counts
+
+
+def _too_short(word: str, min_length: int) -> bool:
+    "A word (not punctuation or a number: their own switches decide) shorter than `min_length`."
+    return len(word) < min_length and word.isalpha()
 
 
 # ------------------------------------------------------------------------------- distinctive words
@@ -212,8 +218,9 @@ def word_cloud(counts: Mapping[str, float], color: str | None = None, width: int
                **kwargs):
     """A `wordcloud.WordCloud` of `counts` (e.g. from `word_counts`), every word in `color` (any
     matplotlib colour; None keeps wordcloud's colormap). `kwargs` go to `WordCloud`; the background
-    is white and `random_state=0` (the same counts give the same picture) unless you say otherwise.
-    Save it with `.to_file('cloud.png')`."""
+    is white, `random_state=0` (the same counts give the same picture) and `margin` is `height // 20`
+    pixels unless you say otherwise: wordcloud's default of 2 packs words so tightly that neighbours
+    read as one (`thing` beside `dark` showed as `thingdark`). Save it with `.to_file('cloud.png')`."""
     from matplotlib.colors import to_hex
     from wordcloud import WordCloud
     counts = _check_counts(counts, "counts")
@@ -225,6 +232,7 @@ def word_cloud(counts: Mapping[str, float], color: str | None = None, width: int
         kwargs.setdefault("color_func", lambda *args, **kw: hex_color)
     kwargs.setdefault("background_color", "white")
     kwargs.setdefault("random_state", 0)
+    kwargs.setdefault("margin", max(2, height // 20))
     return WordCloud(width=width, height=height, **kwargs).generate_from_frequencies(counts)
 
 

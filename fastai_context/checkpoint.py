@@ -1,4 +1,5 @@
-"""Resumable training: an atomic checkpoint after every epoch, and exact resumption from it.
+"""Resumable, guarded training: an atomic checkpoint after every epoch, exact resumption from it,
+and a clear error when training diverges.
 
 A checkpoint holds everything the next epoch depends on: weights, optimizer state, the
 number of completed epochs, the python/numpy/torch random states (per rank), the loaders'
@@ -10,23 +11,44 @@ features mean something else.
 Resuming replays the completed epochs as no-ops (like fastai's `start_epoch`, but without
 logging empty rows), so the one-cycle schedule, the shuffling and the dropout masks of the
 remaining epochs are those of an uninterrupted run with the same seed.
+
+A checkpoint is verified before it is used: `torch.save` writes a zip archive with a CRC-32
+of every member (the pickle and each tensor's bytes), so a truncated, emptied or bit-flipped
+file is refused by name instead of "resuming" with damaged weights. The checkpoint before
+the latest one is kept as `<name>.prev.pth`, and resuming falls back to it (saying so) when
+the latest one is damaged or missing.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback, CancelEpochException
+from fastai.callback.core import Callback, CancelEpochException, CancelFitException
 from fastai.callback.progress import CSVLogger
 from fastai.torch_core import get_model, rank_distrib
 
 from .context import ContextEncoder
-from .runs import atomic_path
+from .runs import atomic_path, clean_stale_temporaries
 
-__all__ = ["Checkpoint", "load_checkpoint", "check_compatible"]
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "verify_checkpoint", "check_compatible",
+           "RaiseOnNaNCallback", "NonFiniteLossError"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is damaged, or belongs to another run (other vocabulary, context encoder or
+    number of epochs). `message` is the one-line explanation (fastai prefixes `str(e)` with the
+    callback that raised it)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def _rng_state() -> dict:
@@ -73,6 +95,19 @@ def _has(cb, method: str) -> bool:
     return callable(getattr(type(cb), method, None))
 
 
+def _state_dict(obj) -> dict:
+    """`obj.state_dict()`, or for a plain object without one (fastai's `AvgSmoothLoss`) a copy of
+    its attributes: one protocol for everything a checkpoint holds."""
+    return obj.state_dict() if _has(obj, "state_dict") else dict(vars(obj))
+
+
+def _load_state_dict(obj, state: dict) -> None:
+    if _has(obj, "load_state_dict"):
+        obj.load_state_dict(state)
+    else:
+        vars(obj).update(state)
+
+
 def _row_epoch(line: str) -> int | None:
     "The epoch of a CSVLogger row (None for a header or a blank line)."
     first = line.split(",", 1)[0]
@@ -100,29 +135,55 @@ def _encoder(dls) -> ContextEncoder | None:
 
 
 def check_compatible(ckpt: dict, dls, fname: str | Path = "checkpoint") -> None:
-    "Refuse a checkpoint whose vocabulary or context encoder differs from the one of `dls`."
+    "Refuse (`CheckpointError`) a checkpoint whose vocabulary or context encoder differs from the one of `dls`."
     vocab, saved = _vocab(dls), ckpt.get("vocab")
     if saved is not None and vocab is not None and saved != vocab:
         diff = next((i for i, (a, b) in enumerate(zip(saved, vocab)) if a != b), min(len(saved), len(vocab)))
         at = (f"; first difference at id {diff}: {saved[diff]!r} in the checkpoint vs {vocab[diff]!r} now"
               if diff < min(len(saved), len(vocab)) else "")
-        raise ValueError(f"checkpoint {str(fname)!r} was trained with a different vocabulary "
+        raise CheckpointError(f"checkpoint {str(fname)!r} was trained with a different vocabulary "
                          f"({len(saved)} tokens in the checkpoint, {len(vocab)} now{at}); "
                          "rebuild the DataLoaders with the checkpoint's vocabulary (text_vocab=...) or start a new run")
     enc, saved_enc = _encoder(dls), ckpt.get("context_encoder")
     if saved_enc is not None and enc is not None and not saved_enc.same_as(enc):
-        raise ValueError(f"checkpoint {str(fname)!r} was trained with a different context encoder: "
+        raise CheckpointError(f"checkpoint {str(fname)!r} was trained with a different context encoder: "
                          f"{saved_enc!r} with statistics {saved_enc.numeric} and categories {saved_enc.categories}, "
                          f"but the DataLoaders have {enc!r} with {enc.numeric} and {enc.categories}; "
                          "build them from the same training data and context columns, or start a new run")
 
 
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise `CheckpointError` naming `path` unless it is a complete `torch.save` archive whose
+    every member (the pickle and each tensor's bytes) matches the CRC-32 stored beside it."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): it was damaged, e.g. by a full disk")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()                 # reads every member and compares its CRC-32
+    except Exception as e:                    # BadZipFile, EOFError, struct or zlib errors of a damaged archive
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or truncated ({size} bytes, not a readable "
+                              f"archive: {' '.join(str(e).split()) or type(e).__name__})") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged: its member {bad!r} fails its CRC-32 check")
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    "Read a checkpoint written by `Checkpoint` (it pickles the encoder and random states: load only your own)."
+    """Read a checkpoint written by `Checkpoint` (it pickles the encoder and random states: load only
+    your own), after `verify_checkpoint`; a damaged or foreign file raises `CheckpointError` naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    verify_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be read ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]})") from None
+    if not isinstance(ckpt, dict) or not {"epoch", "n_epoch", "model", "opt"} <= set(ckpt):
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by fastai_context's Checkpoint")
+    return ckpt
 
 
 class Checkpoint(Callback):
@@ -131,7 +192,11 @@ class Checkpoint(Callback):
 
     With `resume=True` and an existing checkpoint, `before_fit` restores it and the epochs it
     completed are skipped. Call `fit`/`fit_one_cycle` with the same arguments as the original
-    run; a `CSVLogger(append=True)` keeps one row per epoch. A callback with state of its own
+    run; a `CSVLogger(append=True)` keeps one row per epoch (and one header: a resume without
+    any checkpoint starts over with a fresh history). The previous checkpoint is kept as
+    `<fname stem>.prev.pth`; a damaged (or missing) latest one falls back to it, said on the
+    console. A refused resume (damaged, other vocabulary, context or epoch count) raises
+    `CheckpointError` and leaves the appended CSV logs as they were. A callback with state of its own
     (e.g. a schedule's step count) is saved and restored too if it has `state_dict()` and
     `load_state_dict(state)`, as torch modules and optimizers do."""
     order = 61   # after Recorder (50) has logged the epoch and CSVLogger/ProgressCallback (60) set up
@@ -139,10 +204,17 @@ class Checkpoint(Callback):
     def __init__(self, path: str | Path | None = None, fname: str = "checkpoint.pth", resume: bool = False):
         self.path, self.fname, self.resume = path, fname, resume
         self.start_epoch = 0
+        self._quiet = contextlib.ExitStack()
 
     @property
     def file(self) -> Path:
         return Path(self.learn.path if self.path is None else self.path) / self.fname
+
+    @property
+    def prev_file(self) -> Path:
+        "The checkpoint before the latest one."
+        f = self.file
+        return f.with_name(f"{f.stem}.prev{f.suffix or '.pth'}")
 
     # ------------------------------------------------------------------ save
     def state(self) -> dict:
@@ -154,7 +226,7 @@ class Checkpoint(Callback):
             "opt": self.opt.state_dict(),
             "rng": _all_ranks(_rng_state()),
             "loaders": [_loader_state(dl) for dl in self.dls.loaders],
-            "smooth_loss": (rec.smooth_loss.count, rec.smooth_loss.val),
+            "smooth_loss": _state_dict(rec.smooth_loss),
             "values": [list(v) for v in rec.values], "iters": list(rec.iters),
             "vocab": _vocab(self.dls), "context_encoder": _encoder(self.dls),
             "callbacks": {_cb_key(cb): cb.state_dict() for cb in self.learn.cbs if _has(cb, "state_dict")},
@@ -165,22 +237,75 @@ class Checkpoint(Callback):
             self.learn.recorder.values[-1] = self._saved["values"][self.epoch]
             self.learn.recorder.iters[-1] = self._saved["iters"][self.epoch]
             self.learn.final_record = self.learn.recorder.values[-1]
+            self._quiet.close()                   # the Recorder (order 50) has not logged it
             return
         state = self.state()                      # every rank takes part in gathering random states
         if rank_distrib() == 0:
-            with atomic_path(self.file) as tmp:
-                torch.save(state, tmp)
+            self.save(state)
+
+    def save(self, state: dict | None = None) -> Path:
+        """Write `state` (default: `self.state()`) to `file` through a temporary file, verify it,
+        and keep the checkpoint it replaces as `prev_file`."""
+        state = self.state() if state is None else state
+        with atomic_path(self.file) as tmp:
+            torch.save(state, tmp)
+            verify_checkpoint(tmp)                # a full disk or a broken writer fails now, not at resume
+            if self.file.exists():                # keep one fallback; a kill between the two moves leaves it
+                os.replace(self.file, self.prev_file)
+        return self.file
 
     # ---------------------------------------------------------------- resume
+    def load(self, dls=None, n_epoch: int | None = None, verbose: bool = True) -> dict | None:
+        """The checkpoint to resume from (None if there is none), checked against `dls` and `n_epoch`:
+        the latest one, or the previous one when the latest is damaged or missing (said on the
+        console). Raises `CheckpointError` naming the file when none can be used. Call it before
+        `fit` to check a resume without writing anything; `before_fit` then uses its result."""
+        errors = []
+        for f in (self.file, self.prev_file):
+            if not f.exists():
+                continue
+            try:
+                ckpt = load_checkpoint(f)
+            except CheckpointError as e:
+                errors.append(e.message)
+                continue
+            if dls is not None:
+                check_compatible(ckpt, dls, f)
+            if n_epoch is not None and ckpt["n_epoch"] != n_epoch:
+                raise CheckpointError(f"checkpoint {str(f)!r} belongs to a {ckpt['n_epoch']}-epoch run but fit was "
+                                      f"called with {n_epoch} epochs; resume with the original number so the "
+                                      "schedule matches")
+            if f != self.file and verbose and rank_distrib() == 0:
+                why = errors[0] if errors else f"{str(self.file)!r} is missing"
+                print(f"{why}; resuming from the previous checkpoint {str(f)!r} (epoch {ckpt['epoch']})", flush=True)
+            self._loaded = (ckpt, f, id(dls), n_epoch)
+            return ckpt
+        if errors:
+            raise CheckpointError(" and ".join(errors) + ("" if len(errors) > 1 else
+                                  f"; there is no previous checkpoint {str(self.prev_file)!r} to fall back to")
+                                  + ": start a new run")
+        return None
+
     def before_fit(self):
-        self.start_epoch = 0
-        if not self.resume or not self.file.exists():
+        self.start_epoch, self._saved = 0, None
+        if not self.resume:
+            self._clean_temporaries()
             return
-        ckpt = load_checkpoint(self.file)
-        check_compatible(ckpt, self.dls, self.file)
-        if ckpt["n_epoch"] != self.n_epoch:
-            raise ValueError(f"checkpoint {str(self.file)!r} belongs to a {ckpt['n_epoch']}-epoch run but fit was called "
-                             f"with {self.n_epoch} epochs; resume with the original number so the schedule matches")
+        try:
+            loaded = getattr(self, "_loaded", None)
+            if loaded is not None and loaded[2:] == (id(self.dls), self.n_epoch):
+                ckpt = loaded[0]                  # loaded and checked by `load` before `fit`
+            else:
+                ckpt = self.load(self.dls, self.n_epoch)
+        except Exception:
+            self._undo_csv_headers()              # a refused resume leaves the logs as they were
+            raise
+        finally:
+            self._loaded = None
+        self._clean_temporaries()
+        if ckpt is None:                          # nothing to resume: start over, with one header
+            self._trim_csv_logs()
+            return
         get_model(self.model).load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["opt"])
         rng = ckpt["rng"]
@@ -188,35 +313,105 @@ class Checkpoint(Callback):
         for dl, st in zip(self.dls.loaders, ckpt["loaders"]):
             _set_loader_state(dl, st)
         rec = self.learn.recorder
-        rec.smooth_loss.count, rec.smooth_loss.val = ckpt["smooth_loss"]
+        smooth = ckpt["smooth_loss"]
+        if isinstance(smooth, tuple):             # checkpoints written before it had a state dict
+            smooth = {"count": smooth[0], "val": smooth[1]}
+        _load_state_dict(rec.smooth_loss, smooth)
         for cb in self.learn.cbs:
             if _has(cb, "load_state_dict") and _cb_key(cb) in ckpt["callbacks"]:
                 cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
         self._saved, self.start_epoch = ckpt, ckpt["epoch"]
         self._trim_csv_logs()
-        self._log, self.learn.logger = self.learn.logger, self._log_unless_skipped
+
+    def _clean_temporaries(self):
+        "Remove the temporary files a kill during a checkpoint write left behind."
+        if rank_distrib() == 0:
+            for f in (self.file, self.prev_file):
+                clean_stale_temporaries(f.parent, f.name)
 
     def before_epoch(self):
         if self.epoch < self.start_epoch:
+            # fastai's own `no_logging` switch, until `after_epoch`: a skipped epoch logs no row
+            self._quiet.enter_context(self.learn.no_logging())
             raise CancelEpochException
 
-    def _log_unless_skipped(self, log):
-        if self.epoch >= self.start_epoch:
-            self._log(log)
-
     def after_fit(self):
-        if self.learn.logger == self._log_unless_skipped:
-            self.learn.logger = self._log
+        self._quiet.close()
+
+    def _csv_loggers(self):
+        for cb in self.learn.cbs:
+            f = getattr(cb, "file", None)
+            if isinstance(cb, CSVLogger) and f is not None and not f.closed:
+                yield cb, f
+
+    def _undo_csv_headers(self):
+        "Remove the header each appending `CSVLogger` wrote in this `before_fit` (fit stops before `after_fit`)."
+        header = ",".join(self.learn.recorder.metric_names) + "\n"
+        for cb, f in list(self._csv_loggers()):
+            f.flush()
+            path = Path(f.name)
+            size = path.stat().st_size
+            with open(path, "rb") as r:
+                r.seek(max(0, size - len(header.encode())))
+                tail = r.read()
+            f.close()
+            self.learn.logger = getattr(cb, "old_logger", self.learn.logger)
+            if tail == header.encode():
+                with open(path, "r+b") as w:
+                    w.truncate(size - len(tail))
+                if size == len(tail):             # the file was made by this fit
+                    path.unlink()
 
     def _trim_csv_logs(self):
         "Keep the header and the rows of completed epochs in every appending `CSVLogger` file."
-        for cb in self.learn.cbs:
-            f = getattr(cb, "file", None)
-            if not isinstance(cb, CSVLogger) or f is None or f.closed:
-                continue
+        for cb, f in self._csv_loggers():
             f.flush()
             lines = Path(f.name).read_text().splitlines(keepends=True)
             rows = [ln for ln in lines[1:] if _row_epoch(ln) is not None and _row_epoch(ln) < self.start_epoch]
             f.truncate(0)
             f.write("".join(lines[:1] + rows))
             f.flush()
+
+
+# ----------------------------------------------------------------------- a guard against divergence
+class NonFiniteLossError(FloatingPointError):
+    "The training loss became NaN or infinite, or the learning rate is not a finite, non-negative number."
+
+
+class RaiseOnNaNCallback(Callback):
+    """Stop `fit` with `NonFiniteLossError` naming the epoch and batch when the training loss is
+    NaN or infinite (fastai's `TerminateOnNaNCallback` stops silently, and the run then exports a
+    NaN model), or when the learning rate about to be used is NaN, infinite or negative (and
+    refuse `fit` with no epoch at all, which would "train" nothing without a word). The
+    check comes before the optimizer step, so the weights stay those of the last good batch.
+    Under `lr_find`, where divergence is the point, it just ends the search like fastai's."""
+    order = 62        # after ParamScheduler (60) has set this batch's learning rate
+
+    def _where(self) -> str:
+        return f"epoch {self.epoch}, batch {self.iter} (of {self.n_iter})"
+
+    def before_fit(self):
+        if self.n_epoch < 1:
+            raise ValueError(f"fit was called with n_epoch={self.n_epoch}: train at least one epoch")
+
+    def before_batch(self):
+        if not self.training or hasattr(self.learn, "lr_finder"):
+            return
+        lrs = [h["lr"] for h in self.opt.hypers if "lr" in h]
+        bad = next((lr for lr in lrs if not (math.isfinite(float(lr)) and float(lr) >= 0)), None)
+        if bad is not None:
+            raise NonFiniteLossError(f"the learning rate is {bad} at {self._where()}: use a finite, positive "
+                                     "learning rate")
+
+    def after_loss(self):
+        if not self.training:
+            return
+        loss = self.loss.detach()
+        if bool(torch.isfinite(loss).all()):
+            return
+        if hasattr(self.learn, "lr_finder"):
+            raise CancelFitException
+        lr = self.opt.hypers[-1].get("lr", math.nan)
+        raise NonFiniteLossError(f"the training loss is {float(loss.float().mean())} at {self._where()}: "
+                                 f"training diverged; lower the learning rate (this batch's is {float(lr):.3g}) "
+                                 "or check the inputs for NaN or inf")

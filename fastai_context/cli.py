@@ -1,28 +1,38 @@
 """`fastai-context`: the package's experiments from the command line, one run folder each.
 
-    fastai-context train-lm configs/demo-lm.yaml epochs=2 lr=3e-3
+    fastai-context train-lm demo-lm epochs=2 lr=3e-3
     fastai-context generate model=runs/lm values=1.0,0.0 n_words=10000
-    fastai-context sweep configs/tiny-lm.yaml --grid lr=1e-3,3e-3 --grid bs=16,32 --jobs 2
+    fastai-context sweep tiny-lm --grid lr=1e-3,3e-3 --grid bs=16,32 --jobs 2
 
 Every command takes an optional YAML/JSON config and `key=value` overrides, checked against
 the command's options (`fastai-context COMMAND --help` lists them with their defaults), and
 writes `config.yaml` (the resolved config) plus its results into a new run folder.
+
+A bad config, path, range or data column is refused with one line naming it, before any run
+folder is made; a new run that fails before producing anything leaves no folder behind; a
+refused `--resume` changes no file of the run. A run folder is locked (`.lock`, with the PID)
+while a command writes to it, so a second process on it is refused.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import math
+import os
 import random
+import shutil
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 from fastai.callback.progress import CSVLogger
 from fastai.data.transforms import RandomSplitter
 from fastai.learner import load_learner
@@ -30,12 +40,14 @@ from fastai.torch_core import num_distrib, rank_distrib, set_seed
 
 from . import datasets
 from .analysis import controllability, distinctive_words, plot_word_clouds, word_counts
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, CheckpointError, NonFiniteLossError, RaiseOnNaNCallback
+from .context import ContextEncoder, check_columns
 from .data import ContextTextDataLoaders
-from .distributed import distrib_ctx
+from .distributed import check_launch, distrib_ctx
 from .learner import context_language_model_learner
 from .models import context_lm_config
-from .runs import CONFIG_NAME, ConfigError, atomic_path, load_config, make_run_dir, read_config, save_config
+from .runs import (CONFIG_NAME, LOCK_NAME, PACKAGED_CONFIGS, ConfigError, RunLock, atomic_path,
+                   clean_stale_temporaries, load_config, make_run_dir, packaged_configs, read_config, save_config)
 from .sweep import grid_sweep, optuna_sweep, parse_grid
 from .vae import SentenceDataLoaders, vae_learner
 
@@ -52,12 +64,33 @@ class Command:
     resumable: bool = False
     inputs: dict[str, str] = field(default_factory=dict)   # path keys -> what they name, checked before running
     builtin_data: tuple[str, ...] = ()                     # `data` values naming a built-in data set, not a path
+    limits: dict[str, tuple[Callable[[Any], bool], str]] = field(default_factory=dict)  # key -> (test, what it needs)
+    check_data: Callable[[dict], None] | None = None       # reads the data and checks its columns
 
     def check_inputs(self, cfg: Mapping) -> None:
         "Fail before creating a run folder if an input path is missing."
         for key, what in self.inputs.items():
             if not (key == "data" and cfg[key] in self.builtin_data):
                 _existing_path(cfg, key, what)
+
+    def check_value(self, key: str, value: Any) -> None:
+        "Refuse a value outside the range `limits` gives for `key` (`epochs=0`, `lr=nan`, `valid_pct=1.5`)."
+        if key in self.limits:
+            ok, what = self.limits[key]
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if not values or not all(ok(v) for v in values):
+                raise ConfigError(f"config key {key!r}: must be {what}, got {value!r}")
+
+    def check(self, cfg: Mapping, skip: Sequence[str] = ()) -> None:
+        """Every check that needs no run folder: ranges, then input paths, then the data's columns
+        (a sweep `skip`s the keys it varies: their values are checked one by one)."""
+        for key in self.limits:
+            if key in cfg and key not in skip:
+                self.check_value(key, cfg[key])
+        if not set(self.inputs) & set(skip):
+            self.check_inputs(cfg)
+        if self.check_data is not None and not {"data", "text_col", "context_cols"} & set(skip):
+            self.check_data(cfg)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -76,6 +109,25 @@ LM_DATA = {
     "min_freq": (2, "minimum count of a token to enter the vocabulary"),
 }
 
+
+# ------------------------------------------------------------------------------------ limits
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _at_least(n: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _finite(v) and v >= n), f"at least {n}"
+
+
+def _one_of(*names: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in names), f"one of {list(names)}"
+
+
+POSITIVE = ((lambda v: _finite(v) and v > 0), "a finite number above 0")
+NON_NEGATIVE = ((lambda v: _finite(v) and v >= 0), "a finite number, 0 or more")
+FRACTION = ((lambda v: _finite(v) and 0 < v < 1), "a fraction strictly between 0 and 1")
+PROBABILITY = ((lambda v: _finite(v) and 0 <= v <= 1), "between 0 and 1")
+SEED = ((lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer from 0 to 2**32 - 1")
 
 # --------------------------------------------------------------------------------------- helpers
 def _echo(*args) -> None:
@@ -97,11 +149,19 @@ def _existing_path(cfg: Mapping, key: str, what: str) -> Path:
 def _read_documents(cfg: Mapping) -> pd.DataFrame:
     "The documents of `cfg['data']` with a text, checked to hold the text and context columns."
     readers = {"spotify": lambda: datasets.spotify_tracks(dedupe=True), "lyrics": lambda: datasets.billboard_lyrics()}
-    df = readers[cfg["data"]]() if cfg["data"] in readers else pd.read_csv(cfg["data"])
+    if cfg["data"] in readers:
+        df = readers[cfg["data"]]()
+    else:
+        try:
+            df = pd.read_csv(cfg["data"])
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise ConfigError(f"config key 'data': {cfg['data']!r} is not a readable CSV file "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     for key, cols in (("text_col", [cfg["text_col"]]), ("context_cols", cfg["context_cols"])):
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise ConfigError(f"config key {key!r}: column(s) {missing} not in the data; it has {list(df.columns)}")
+        try:
+            check_columns(df, cols, f"config key {key!r}: column")
+        except KeyError as e:
+            raise ConfigError(e.args[0]) from None
     df = df.dropna(subset=[cfg["text_col"]])
     if cfg["n_docs"]:
         df = df.sample(min(cfg["n_docs"], len(df)), random_state=cfg["seed"])
@@ -117,7 +177,19 @@ def _load_model(cfg: Mapping, key: str = "model"):
             raise ConfigError(f"config key {key!r}: {str(p.parent)!r} holds no model.pkl (did its training finish?)")
     with warnings.catch_warnings():       # the user named this file: fastai's pickle warning adds nothing
         warnings.simplefilter("ignore", UserWarning)
-        return load_learner(p)
+        try:
+            return load_learner(p)
+        except Exception as e:            # unpickling errors of a damaged or foreign file come in many types
+            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by train-lm/train-vae, or it "
+                              f"is damaged ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+
+
+def _read_text(path: Path, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config key {key!r}: {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
+                          f"position {e.start}); save it as UTF-8") from None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -131,8 +203,14 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _fit(learn, cfg: Mapping, run_dir: Path, resume: bool) -> None:
     """`fit_one_cycle` with per-epoch metrics (CSVLogger) and checkpoints in `run_dir`,
-    data-parallel when launched with several processes."""
-    cbs = [Checkpoint(run_dir, resume=resume)]
+    data-parallel when launched with several processes. A resume is checked (checkpoint intact,
+    same vocabulary, context and epochs) before anything is written."""
+    ckpt = Checkpoint(run_dir, resume=resume)
+    if resume:
+        ckpt.load(learn.dls, cfg["epochs"])
+    cbs = [ckpt]
+    if not any(isinstance(cb, RaiseOnNaNCallback) for cb in learn.cbs):
+        cbs.append(RaiseOnNaNCallback())
     if rank_distrib() == 0:
         cbs.append(CSVLogger(run_dir / "history.csv", append=True))
     with distrib_ctx(learn, shuffle_seed=cfg["seed"]):
@@ -165,6 +243,20 @@ TRAIN_LM = {
 
 
 VALID_COL, VALID_CSV = "is_valid", "valid.csv"
+
+LM_LIMITS = {"n_docs": _at_least(0), "valid_pct": FRACTION, "min_freq": _at_least(1), "seed": SEED}
+TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": _at_least(1), "seq_len": _at_least(1), "emb_sz": _at_least(1),
+                   "n_hid": _at_least(1), "n_layers": _at_least(1), "drop_mult": NON_NEGATIVE, "epochs": _at_least(1),
+                   "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": _at_least(0)}
+
+
+def check_lm_data(cfg: Mapping) -> None:
+    "The documents hold the text and context columns, and the context encodes (numbers are numbers...)."
+    df = _read_documents(cfg)
+    try:
+        ContextEncoder.fit(df, cfg["context_cols"])
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config key 'context_cols': {e}") from None
 
 
 def train_lm(cfg: dict, run_dir: Path, resume: bool = False) -> None:
@@ -230,6 +322,12 @@ def _value_name(feature: str, value: Any) -> str:
     return f"{feature}={value}"
 
 
+GENERATE_LIMITS = {"values": (_finite, "finite numbers"), "n_words": _at_least(1), "n_samples": _at_least(1),
+                   "temperature": POSITIVE, "top_k": _at_least(0),
+                   "top_p": ((lambda v: _finite(v) and 0 < v <= 1), "above 0 and at most 1"),
+                   "controllability_words": _at_least(0), "seed": SEED}
+
+
 def generate(cfg: dict, run_dir: Path) -> None:
     learn = _load_model(cfg)
     enc = learn.dls.context_encoder
@@ -275,6 +373,9 @@ WORDCLOUDS = {
     "width": (800, "pixels per cloud"),
     "height": (400, "pixels per cloud"),
 }
+
+
+WORDCLOUDS_LIMITS = {"top": _at_least(1), "width": _at_least(1), "height": _at_least(1)}
 
 
 def wordclouds(cfg: dict, run_dir: Path) -> None:
@@ -337,13 +438,21 @@ TRAIN_VAE = {
 }
 
 
+TRAIN_VAE_LIMITS = {"n_docs": _at_least(0), "valid_pct": FRACTION, "min_freq": _at_least(1), "max_len": _at_least(1),
+                    "bs": _at_least(1), "z_dim": _at_least(1), "emb_sz": _at_least(1), "hidden_sz": _at_least(1),
+                    "cell": _one_of("lstm", "gru"), "word_dropout": PROBABILITY, "free_bits": NON_NEGATIVE,
+                    "kl_schedule": _one_of("constant", "linear", "logistic", "cyclical"), "kl_warmup": NON_NEGATIVE,
+                    "epochs": _at_least(1), "lr": POSITIVE, "wd": NON_NEGATIVE, "n_samples": _at_least(0),
+                    "seed": SEED}
+
+
 def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
     if cfg["data"] == "song_titles":
         texts = datasets.song_titles()
     elif cfg["data"] == "spotify":
         texts = datasets.spotify_tracks(dedupe=True)["track_name"].dropna().tolist()
     else:
-        texts = [ln.strip() for ln in _existing_path(cfg, "data", "text file").read_text(encoding="utf-8").splitlines()]
+        texts = [ln.strip() for ln in _read_text(_existing_path(cfg, "data", "text file"), "data").splitlines()]
         texts = [t for t in texts if t]
     if cfg["n_docs"]:
         texts = random.Random(cfg["seed"]).sample(texts, min(cfg["n_docs"], len(texts)))
@@ -374,6 +483,9 @@ HOMOTOPY = {
 }
 
 
+HOMOTOPY_LIMITS = {"steps": _at_least(1), "method": _one_of("lerp", "slerp")}
+
+
 def homotopy(cfg: dict, run_dir: Path) -> None:
     for key in ("s0", "s1"):
         if not cfg[key].strip():
@@ -386,24 +498,37 @@ def homotopy(cfg: dict, run_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------------------- sweep
 def _sweep(args: argparse.Namespace) -> None:
+    "Check everything (command, jobs, optuna, the grid's values, the base config), then make the sweep folder."
     if args.command not in COMMANDS or not COMMANDS[args.command].resumable:
         raise ConfigError(f"--command {args.command!r}: sweeps run a training command: train-lm or train-vae")
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: run at least one job at a time")
+    if args.trials < 0:
+        raise ConfigError(f"--trials {args.trials}: give a number of trials, or none for a --grid sweep")
     cmd = COMMANDS[args.command]
     config, overrides = _split_config(args.config, args.overrides)
-    cmd.check_inputs(load_config(config, overrides, cmd.defaults, command=cmd.name))   # fail now, not in every job
-    root = Path(args.run_dir) if args.run_dir else make_run_dir("sweep")
-    root.mkdir(parents=True, exist_ok=True)
-    kw = dict(command=cmd.name, config=config, overrides=overrides, root=root, jobs=args.jobs,
-              metric=args.metric, maximize=args.maximize)
     if args.trials:
+        if importlib.util.find_spec("optuna") is None:
+            raise ConfigError("--trials needs optuna, which is not installed: pip install 'fastai_context[sweep]' "
+                              "(or sweep a --grid)")
         space = parse_grid(args.param, cmd.defaults, ranges=True)
-        table = optuna_sweep(space, n_trials=args.trials, search=args.search, seed=args.seed, **kw)
+        if not space:
+            raise ConfigError("an optuna sweep needs a search space: --param key=low:high[:log] or key=a,b")
     else:
         if not args.grid:
             raise ConfigError("sweep needs --grid key=v1,v2 ... (or --trials N with --param key=low:high)")
-        table = grid_sweep(parse_grid(args.grid, cmd.defaults), **kw)
+        space = parse_grid(args.grid, cmd.defaults)
+    for key, spec in space.items():                                   # `--grid epochs=0,1` fails now, not in a job
+        cmd.check_value(key, list(spec[:2]) if isinstance(spec, tuple) else spec)
+    base = load_config(config, overrides, cmd.defaults, command=cmd.name)
+    cmd.check(base, skip=list(space))                                 # fail now, not in every job
+    root = make_run_dir("sweep") if args.run_dir is None else _new_or_empty(Path(args.run_dir))[0]
+    kw = dict(command=cmd.name, config=config, overrides=overrides, root=root, jobs=args.jobs,
+              metric=args.metric, maximize=args.maximize)
+    if args.trials:
+        table = optuna_sweep(space, n_trials=args.trials, search=args.search, seed=args.seed, **kw)
+    else:
+        table = grid_sweep(space, **kw)
     print(f"sweep of {len(table)} runs, sorted by {args.metric} -> {root / 'summary.csv'}")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
 
@@ -411,15 +536,15 @@ def _sweep(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------ main
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("train-lm", "train a context-conditioned language model (AWD-LSTM)", TRAIN_LM, train_lm, resumable=True,
-            inputs={"data": "data file"}, builtin_data=("spotify", "lyrics")),
+            inputs={"data": "data file"}, builtin_data=("spotify", "lyrics"), limits=TRAIN_LM_LIMITS, check_data=check_lm_data),
     Command("generate", "generate text at chosen context values; controllability report", GENERATE, generate,
-            inputs={"model": "trained model (a train-lm run folder or its model.pkl)"}),
+            inputs={"model": "trained model (a train-lm run folder or its model.pkl)"}, limits=GENERATE_LIMITS),
     Command("wordclouds", "word clouds side by side and distinctive words of a generate run", WORDCLOUDS, wordclouds,
-            inputs={"samples": "generate run folder"}),
+            inputs={"samples": "generate run folder"}, limits=WORDCLOUDS_LIMITS),
     Command("train-vae", "train a sentence VAE", TRAIN_VAE, train_vae, resumable=True,
-            inputs={"data": "text file"}, builtin_data=("song_titles", "spotify")),
+            inputs={"data": "text file"}, builtin_data=("song_titles", "spotify"), limits=TRAIN_VAE_LIMITS),
     Command("homotopy", "decode the path between two sentences in a trained VAE's latent space", HOMOTOPY, homotopy,
-            inputs={"model": "trained model (a train-vae run folder or its model.pkl)"}),
+            inputs={"model": "trained model (a train-vae run folder or its model.pkl)"}, limits=HOMOTOPY_LIMITS),
 ]}
 
 
@@ -445,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=_options_help(cmd),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("config", nargs="?", help="YAML or JSON config file")
+        p.add_argument("config", nargs="?", help="YAML or JSON config file, or a packaged config's name")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="override a config value")
         p.add_argument("--run-dir", help="folder to write into (default: runs/<command>-<date>-<time>)")
         if cmd.resumable:
@@ -455,8 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "optuna trials over --param ranges), at most --jobs at a time, one run folder "
                                    "each; write and print summary.csv sorted by --metric.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  fastai-context sweep configs/tiny-lm.yaml --grid lr=1e-3,1e-2 --grid bs=8,16 --jobs 2\n"
-                              "  fastai-context sweep configs/tiny-lm.yaml --trials 8 --search tpe "
+                       epilog="examples:\n  fastai-context sweep tiny-lm --grid lr=1e-3,1e-2 --grid bs=8,16 --jobs 2\n"
+                              "  fastai-context sweep tiny-lm --trials 8 --search tpe "
                               "--param lr=1e-4:1e-2:log --param drop_mult=0.2:1.0 --jobs 2")
     p.add_argument("config", nargs="?", help="config of the swept command")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="fixed overrides for every run")
@@ -471,26 +596,133 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optuna search space")
     p.add_argument("--seed", type=int, default=0, help="seed of the optuna sampler [0]")
     p.add_argument("--run-dir", help="folder for the sweep (default: runs/sweep-<date>-<time>)")
+    sub.add_parser("configs", help="list the example configs packaged with fastai_context (pass one by name)",
+                   description="List the example configs that ship with the package; give one by name in place "
+                               "of a file, e.g. `fastai-context train-lm tiny-lm epochs=2`.")
     return parser
 
 
-def _shared_run_dir(command: str, run_dir: str | None) -> Path:
-    "Create the run folder on rank 0 and tell the other ranks its name."
+def _list_configs() -> None:
+    "Print each packaged config: its name, the commands that accept its keys, and what its comment says."
+    for name, path in packaged_configs().items():
+        text = path.read_text(encoding="utf-8")
+        keys = set(yaml.safe_load(text) or {})
+        commands = [c.name for c in COMMANDS.values() if keys <= set(c.defaults)]
+        comment = " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#"))
+        about = comment.split(". ")[0].rstrip(".")                     # its first sentence, at most 100 chars
+        about = about if len(about) <= 100 else about[:99].rsplit(" ", 1)[0] + " ..."
+        print(f"{name:<16} {'/'.join(commands) or '?':<12} {about}")
+    print(f"\n(in {PACKAGED_CONFIGS}; use one by name, e.g. fastai-context train-lm tiny-lm epochs=2)")
+
+
+def _shared_run_dir(command: str, run_dir: str | None) -> tuple[Path, bool]:
+    """Create the run folder on rank 0 and tell the other ranks its name; also whether this
+    command made it (a given empty folder is used, not made)."""
+    def make() -> tuple[Path, bool]:
+        return (make_run_dir(command), True) if run_dir is None else _new_or_empty(Path(run_dir))
     if num_distrib() <= 1:
-        return make_run_dir(command) if run_dir is None else _new_or_empty(Path(run_dir))
+        return make()
     from accelerate import PartialState      # fastai.distributed's dependency
     PartialState(cpu=not torch.cuda.is_available())                 # starts the process group
-    name = [str(make_run_dir(command) if run_dir is None else _new_or_empty(Path(run_dir)))
-            if rank_distrib() == 0 else None]
-    torch.distributed.broadcast_object_list(name, src=0)
-    return Path(name[0])
+    made = [make() if rank_distrib() == 0 else None]
+    torch.distributed.broadcast_object_list(made, src=0)
+    return made[0]
 
 
-def _new_or_empty(path: Path) -> Path:
+def _new_or_empty(path: Path) -> tuple[Path, bool]:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--run-dir {str(path)!r} is a file, not a folder")
     if path.exists() and any(path.iterdir()):
         raise ConfigError(f"--run-dir {str(path)!r} is not empty: choose a new folder, or continue it with --resume")
+    made = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path, made
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    "Hold the run folder's lock file (rank 0: it alone writes the shared files) while the block runs."
+    with RunLock(run_dir) if rank_distrib() == 0 else contextlib.nullcontext():
+        yield
+
+
+def _produced_nothing(run_dir: Path) -> bool:
+    "Nothing in the folder but the config, the lock and a history without any epoch row."
+    for p in run_dir.rglob("*"):
+        if p.is_dir() or p.name in (CONFIG_NAME, LOCK_NAME):
+            continue
+        if p.name == "history.csv" and not any(ln.split(",", 1)[0].isdigit() for ln in p.read_text().splitlines()):
+            continue
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _removed_if_failed(run_dir: Path, made: bool) -> Iterator[None]:
+    "A new run that fails before it produced anything leaves no folder behind (so --run-dir can be reused)."
+    try:
+        yield
+    except BaseException:
+        if rank_distrib() == 0 and run_dir.is_dir() and _produced_nothing(run_dir):
+            for p in sorted(run_dir.iterdir()):
+                if p.name != LOCK_NAME:          # the lock goes when the block holding it ends
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if made:                             # a given empty folder stays, empty
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _start(cmd: Command, args: argparse.Namespace) -> Path:
+    "A new run: every check first, then the run folder, locked while the command writes to it."
+    config, overrides = _split_config(args.config, args.overrides)
+    cfg = load_config(config, overrides, cmd.defaults, command=cmd.name)
+    cmd.check(cfg)
+    run_dir, made = _shared_run_dir(cmd.name, args.run_dir)
+    run_dir = run_dir.resolve()
+    with _locked(run_dir), _removed_if_failed(run_dir, made):
+        if rank_distrib() == 0:
+            save_config(run_dir, cfg, cmd.name)
+        _echo(f"{cmd.name}: writing to {run_dir}")
+        cmd.run(cfg, run_dir)
+    return run_dir
+
+
+def _resume(cmd: Command, args: argparse.Namespace) -> Path:
+    """Continue a run: with its folder locked, check its command, config and checkpoint (the
+    training code then checks the checkpoint against the data) before anything is written."""
+    if args.config or args.overrides or args.run_dir:
+        raise ConfigError("--resume continues a run with its saved config: give no config, overrides or --run-dir")
+    run_dir = Path(args.resume).resolve()
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {args.resume!r}: no such run folder")
+    with _locked(run_dir):
+        saved = read_config(run_dir)[0]
+        if saved != cmd.name:
+            raise ConfigError(f"{args.resume!r} is a {saved} run, not {cmd.name}")
+        cfg = load_config(run_dir / CONFIG_NAME, [], cmd.defaults, command=cmd.name)
+        cmd.check(cfg)
+        ckpt = Checkpoint(run_dir)
+        if not (ckpt.file.exists() or ckpt.prev_file.exists()):
+            raise ConfigError(f"no checkpoint in {str(run_dir)!r} (it was deleted, or the run stopped before its "
+                              "first epoch ended): start a new run")
+        if rank_distrib() == 0:
+            clean_stale_temporaries(run_dir)       # left by a kill during a write
+        _echo(f"resuming {run_dir}")
+        cmd.run(cfg, run_dir, resume=True)
+    return run_dir
+
+
+# errors of the user's making: said in one line (FASTAI_CONTEXT_TRACEBACK=1 shows the traceback)
+USER_ERRORS = (ConfigError, CheckpointError, NonFiniteLossError, ValueError, KeyError, TypeError, OSError, ImportError)
+
+
+def _message(e: BaseException) -> str:
+    "One line: the error's own message, without fastai's 'Exception occured in `Callback`...' prefix."
+    msg = getattr(e, "message", None) or (e.args[0] if isinstance(e, KeyError) and e.args else str(e))
+    msg = str(msg)
+    if msg.startswith("Exception occured in") and "\n" in msg:
+        msg = msg.split("\n", 1)[1]
+    return " ".join(msg.split()) or type(e).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -498,29 +730,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.cmd == "sweep":
             return _sweep(args)
+        if args.cmd == "configs":
+            return _list_configs()
+        check_launch()                     # `accelerate launch --num_processes N` without --multi_gpu: one process
         cmd = COMMANDS[args.cmd]
-        resume = getattr(args, "resume", None)
-        if resume:
-            if args.config or args.overrides or args.run_dir:
-                raise ConfigError("--resume continues a run with its saved config: give no config, overrides or --run-dir")
-            run_dir = Path(resume).resolve()
-            if read_config(run_dir)[0] != cmd.name:
-                raise ConfigError(f"{resume!r} is a {read_config(run_dir)[0]} run, not {cmd.name}")
-            cfg = load_config(run_dir / CONFIG_NAME, [], cmd.defaults, command=cmd.name)
-            _echo(f"resuming {run_dir}")
-            cmd.run(cfg, run_dir, resume=True)
-        else:
-            config, overrides = _split_config(args.config, args.overrides)
-            cfg = load_config(config, overrides, cmd.defaults, command=cmd.name)
-            cmd.check_inputs(cfg)
-            run_dir = _shared_run_dir(cmd.name, args.run_dir).resolve()
-            if rank_distrib() == 0:
-                save_config(run_dir, cfg, cmd.name)
-            _echo(f"{cmd.name}: writing to {run_dir}")
-            cmd.run(cfg, run_dir)
+        run_dir = _resume(cmd, args) if getattr(args, "resume", None) else _start(cmd, args)
         _echo(f"done: results in {run_dir}")
-    except (ConfigError, FileNotFoundError) as e:
-        sys.exit(f"fastai-context {args.cmd}: error: {e}")
+    except USER_ERRORS as e:
+        if os.environ.get("FASTAI_CONTEXT_TRACEBACK"):
+            raise
+        sys.exit(f"fastai-context {args.cmd}: error: {_message(e)}")
 
 
 if __name__ == "__main__":

@@ -204,7 +204,8 @@ class ContextLanguageModelLoader(LMDataLoader):
 
     def show_batch(self, b=None, max_n: int = 9, ctxs=None, show: bool = True, unique: bool = False,
                    trunc_at: int = 150, **kwargs):
-        "Show text, the context values by feature name (one per document the row spans), and the target."
+        """Display text, the context values by feature name (one per document the row spans), and the target;
+        with `show=False` return that table as a DataFrame instead (fastai's behaviour, so a notebook shows it once)."""
         if b is None:
             b = self.one_batch()
         x, ctx, y = (t.detach().cpu() for t in b)
@@ -227,9 +228,9 @@ class ContextLanguageModelLoader(LMDataLoader):
             rec["text_"] = text(y[i])
             records.append(rec)
         df = pd.DataFrame(records)
-        if show:
-            display_df(df)
-        return df
+        if not show:             # as fastai: `show=False` returns what would be shown, `show=True` only shows it
+            return df
+        display_df(df)
 
 
 def check_texts(df: pd.DataFrame, text_col: str) -> None:
@@ -277,11 +278,7 @@ class ContextTextDataLoaders(DataLoaders):
         if valid_col is not None:
             check_columns(df, [valid_col], "valid column")
         if fill == "drop":
-            keep = pd.Series(True, index=df.index)
-            for c in context_cols:
-                if pd.api.types.is_numeric_dtype(df[c].dtype):
-                    keep &= np.isfinite(df[c].to_numpy(dtype=np.float64, na_value=np.nan))
-            df = df[keep]
+            df = ContextEncoder.drop_missing(df, context_cols)
         check_texts(df, text_col)
         splitter = RandomSplitter(valid_pct, seed=seed) if valid_col is None else ColSplitter(valid_col)
         splits = splitter(df)
@@ -298,7 +295,7 @@ class ContextTextDataLoaders(DataLoaders):
             raise ValueError(f"text column {text_col!r} is empty after tokenization in rows {first_rows(rows)}; "
                              "drop those rows")
         train_df, valid_df = df.iloc[splits[0]], df.iloc[splits[1]]
-        encoder = ContextEncoder.fit(train_df, context_cols, fill=None if fill == "drop" else fill)
+        encoder = ContextEncoder.fit(train_df, context_cols, fill=fill)
         device = default_device() if device is None else device
         common = dict(bs=bs, seq_len=seq_len, context_encoder=encoder, device=device, **kwargs)
         train = ContextLanguageModelLoader(dsets.train, encoder.encode(train_df), shuffle=True, **common)

@@ -194,6 +194,7 @@ BILLBOARD_COLUMNS = ["year", "rank", "title", "artist", "track_id", "energy", "v
                      "acousticness", "tempo", "lyrics"]
 _BILLBOARD_FEATURES = ["danceability", "energy", "valence", "acousticness", "tempo"]
 _BILLBOARD_CSV = "billboard_lyrics_spotify_1960_2016.csv.gz"     # file name of the built table
+_BILLBOARD_ORIGINALS = ("billboard.lyrics", "billboard.spotify", "billboard.hot100")   # keys of REMOTES
 
 
 def billboard_lyrics(path: str | Path | None = None, clean: bool = True) -> pd.DataFrame:
@@ -234,7 +235,11 @@ def _billboard_path() -> Path:
         local = d / _DERIVED["billboard_lyrics"]
         if local.exists():
             return local
-    originals = [get_path(n) for n in ("billboard.lyrics", "billboard.spotify", "billboard.hot100")]
+        if not all((d / REMOTES[n].local).exists() for n in _BILLBOARD_ORIGINALS):
+            raise FileNotFoundError(f"{DATA_ENV} is set to {str(d)!r} but holds neither {_DERIVED['billboard_lyrics']} "
+                                    "nor the originals lyrics/{lyrics,spotify_track_data,wiki_hot_100s}.rda to build "
+                                    f"it from; unset {DATA_ENV} to download them, or pass the table's path")
+    originals = [get_path(n) for n in _BILLBOARD_ORIGINALS]
     cached = _fastai_data_folder() / _BILLBOARD_CSV
     if not cached.exists():
         table = build_billboard_lyrics(*originals)

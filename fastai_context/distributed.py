@@ -9,13 +9,18 @@ with each rank's own random state, reports `n_inp = 1`, and broadcasts through `
 order shared by all ranks, each rank serving its own `bs` streams. Validation is not sharded:
 every rank evaluates the whole validation set, so metrics equal those of one process.
 
-Launch one process per device: `accelerate launch script.py` or
-`torchrun --nproc_per_node N script.py` (CPU processes use the gloo backend).
+Launch one process per device (CPU processes use the gloo backend):
+`torchrun --nproc_per_node N script.py`, or `accelerate launch --multi_gpu --num_processes N script.py`.
+`--multi_gpu` matters: without it, on a machine with fewer than two GPUs, accelerate's simple
+launcher starts ONE process (it expects `mpirun` to start the others), and training would
+silently run alone; `check_launch` turns that into a clear error. With `--multi_gpu`
+accelerate starts the N processes through torchrun, on CPUs as well as GPUs.
 """
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -25,8 +30,27 @@ from fastai.learner import Learner
 from fastai.torch_core import num_distrib, rank_distrib
 
 from .data import ContextLanguageModelLoader
+from .runs import ConfigError
 
-__all__ = ["ContextDistributedTrainer", "distrib_ctx", "shared_seed"]
+__all__ = ["ContextDistributedTrainer", "distrib_ctx", "shared_seed", "check_launch"]
+
+# What a launcher that really started several processes sets: torchrun (also behind `accelerate launch
+# --multi_gpu`) sets RANK/WORLD_SIZE; mpirun (accelerate's simple launcher with a hostfile) its own.
+_STARTED_RANKS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def check_launch(environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse a one-process run that was launched as several: `accelerate launch --num_processes N`
+    without `--multi_gpu` on a machine with fewer than two GPUs runs its "simple launcher", which
+    starts this process alone (it sets MASTER_ADDR for an mpirun that never ran, and no RANK)."""
+    simple_launcher = "ACCELERATE_USE_CPU" in environ and "ACCELERATE_MIXED_PRECISION" in environ
+    if simple_launcher and "MASTER_ADDR" in environ and not any(k in environ for k in _STARTED_RANKS):
+        raise ConfigError(
+            "accelerate launch started only this one process although --num_processes asked for several: without "
+            "--multi_gpu (and with fewer than two GPUs) it leaves starting the others to mpirun. Use "
+            "`accelerate launch --multi_gpu --num_processes N -m fastai_context.cli ...` (it starts N processes "
+            "through torchrun, on CPUs too) or `torchrun --nproc_per_node N -m fastai_context.cli ...`; for one "
+            "process drop --num_processes.")
 
 
 def shared_seed(seed: int | None = None) -> int:

@@ -30,6 +30,7 @@ from fastcore.meta import delegates
 from fastcore.xtras import load_pickle
 from fastprogress.fastprogress import progress_bar
 
+from .checkpoint import RaiseOnNaNCallback
 from .data import ContextLanguageModelLoader
 from .generation import ContextLSTMSampler
 from .models import ContextAWD_LSTM, _context_model_meta, get_context_language_model
@@ -374,13 +375,40 @@ class ContextLMLearner(LMLearner):
         Embeddings are matched to this vocabulary like fastai's `load_pretrained`; the first
         layer's context input weights (and the context projection) start at zero, so right after
         loading the outputs equal the plain model's. Unlike `load_pretrained` this does not
-        freeze: `freeze()` would also freeze the context weights of the first layer."""
+        freeze: `freeze()` would also freeze the context weights of the first layer.
+
+        The vocabulary must be the one the weights were trained with (as many tokens as the
+        embedding has rows); if it is also this learner's vocabulary, rows are copied one for one."""
         if isinstance(weights, (str, Path)):
-            weights = torch.load(weights, map_location="cpu", weights_only=False)
+            try:
+                weights = torch.load(weights, map_location="cpu", weights_only=False)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no weights file at {str(weights)!r}") from None
+            except Exception as e:
+                raise ValueError(f"{str(weights)!r} is not a PyTorch weights file ({type(e).__name__}: "
+                                 f"{' '.join(str(e).split())[:120]}); pass the .pth that learn.save or torch.save "
+                                 "wrote for the plain language model") from None
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"the weights must be a state dict (a mapping of parameter names to tensors), "
+                             f"not {type(weights).__name__}")
         weights = dict(weights.get("model", weights))
         if isinstance(vocab, (str, Path)):
-            vocab = load_pickle(vocab)
-        weights = match_embeds(clean_raw_keys(weights), list(vocab), _get_text_vocab(self.dls))
+            try:
+                vocab = load_pickle(vocab)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no vocabulary file at {str(vocab)!r}") from None
+            except Exception as e:
+                raise ValueError(f"{str(vocab)!r} is not a pickled vocabulary ({type(e).__name__}: "
+                                 f"{' '.join(str(e).split())[:120]}); pass the .pkl list saved with the weights") from None
+        if isinstance(vocab, str) or not isinstance(vocab, Sequence) or not all(isinstance(t, str) for t in vocab):
+            raise ValueError("the vocabulary must be a list of token strings (the one saved with the weights)")
+        weights, old_vocab, new_vocab = clean_raw_keys(weights), list(vocab), list(_get_text_vocab(self.dls))
+        emb = weights.get("0.encoder.weight")
+        if emb is not None and emb.shape[0] != len(old_vocab):
+            raise ValueError(f"the vocabulary has {len(old_vocab)} tokens but the weights' embedding has "
+                             f"{emb.shape[0]} rows: pass the vocabulary saved with these weights")
+        if old_vocab != new_vocab:                 # `match_embeds` maps every duplicate `xxfake` to the last one
+            weights = match_embeds(weights, old_vocab, new_vocab)
         encoder = self.model[0]
         emb_sz = encoder.emb_sz
         state = self.model.state_dict()
@@ -436,7 +464,7 @@ def context_language_model_learner(dls, arch=ContextAWD_LSTM, config: Mapping | 
         from fastai.data.external import URLs, untar_data
         path = untar_data(URLs.WT103_FWD, c_key="model")
         learn.load_plain_lm(next(path.glob("*.pth")), next(path.glob("*.pkl")))
-    return learn
+    return learn.add_cb(RaiseOnNaNCallback())      # a diverged fit stops with a clear error
 
 
 def _check_counts(**counts) -> None:

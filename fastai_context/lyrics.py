@@ -23,7 +23,8 @@ _LABEL_WORDS = {"verse", "chorus", "prechorus", "pre-chorus", "post-chorus", "po
 # Words that may stand beside them in a label ("Repeat chorus twice and fade out", "Chorus, Lead").
 _FILLER_WORDS = {"and", "then", "out", "till", "til", "until", "to", "twice", "once", "more", "first", "last", "line",
                  "lines", "half", "of", "the", "with", "lead", "ad", "libs", "lib", "x", "times", "all", "guitar",
-                 "piano", "sax", "saxophone", "music", "end", "ending", "1st", "2nd", "3rd", "4th", "i", "ii", "iii", "iv", "v", "on"}
+                 "piano", "sax", "saxophone", "music", "end", "ending", "1st", "2nd", "3rd", "4th", "i", "ii", "iii",
+                 "iv", "v", "on"}
 _COUNT = re.compile(r"^(\d+x?|x\d+)$")           # "2", "2x", "x3"
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -39,6 +40,13 @@ _CAPS_LABEL = re.compile(r"^(?:VERSE|CHORUS|PRE-CHORUS|BRIDGE|HOOK|INTRO|OUTRO|R
 # A label followed by a colon, in any case: "Chorus: ...", "(Spoken:) ...", "Verse 2: ...".
 _COLON_LABEL = re.compile(r"^\(?\s*(?:verse|chorus|pre-chorus|bridge|hook|intro|outro|refrain|spoken|repeat chorus)"
                           r"\s*(?:\d+|[ivx]+)?\s*\)?\s*:\s*\)?\s*", re.I)
+# A repeat count: "(x2)", "(2x)", "x 3", "(8X)"; inside a line or a line of its own.
+_REPEAT = re.compile(r"\(\s*(?:x\s*\d+|\d+\s*x)\s*\)|(?<![\w-])(?:x\s?\d+|\d+x)(?![\w-])", re.I)
+# A speaker tag on a line of its own: "Both:", "MELLE MEL:", "(Reporter):" (capitalised words only,
+# so that sung lines such as "He said:" or "I say:" stay).
+_SPEAKER = re.compile(r"^\(?(?:[A-Z][\w.'&-]*\s?){1,3}\)?:$")
+# Invisible characters the scrape left (zero-width space, byte-order mark).
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 # A line break lost in scraping: a lowercase letter (with optional closing punctuation and quote)
 # then a capital that starts a word: "herAndy", "manWell", "doing, Wo?\"Said".
 _GLUED = re.compile(r"(?<=[a-z])([.,!?;]?[\"')]?)(?=[A-Z])")
@@ -74,17 +82,20 @@ def _clean_line(line: str) -> str:
     line = _PARENS.sub(lambda m: " " if is_section_label(m.group(1)) else m.group(0), line)
     line = _CAPS_LABEL.sub("", line.strip())
     line = _COLON_LABEL.sub("", line)
-    line = re.sub(r"\s+", " ", line).strip()
-    return "" if is_section_label(line) else line
+    line = re.sub(r"\s+", " ", _REPEAT.sub(" ", line)).strip()
+    if is_section_label(line) or _SPEAKER.match(line) or not re.search(r"\w", line):
+        return ""                                 # a label, a speaker tag, or punctuation alone ("...", ")")
+    return line
 
 
 def clean_lyrics(text: str, line_breaks: bool = True) -> str:
-    """Lyrics as language-model text: section labels and Genius annotations removed, line breaks
-    the scrape lost restored, blank lines dropped, one lyric line per `\\n`-separated line (or, with
+    """Lyrics as language-model text: section labels, speaker tags, repeat counts ("(x2)") and
+    Genius annotations removed, line breaks the scrape lost restored, blank lines and lines of
+    punctuation alone dropped, one lyric line per `\\n`-separated line (or, with
     `line_breaks=False`, all lines joined by single spaces)."""
     if not isinstance(text, str):
         raise TypeError(f"lyrics must be a string, not {type(text).__name__}")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _BRACKETS.sub("\n", text)              # a header on its own or glued to a line: a line break
     lines = []
     for raw in text.split("\n"):

@@ -3,13 +3,15 @@
 A config is a flat mapping of knobs. `load_config` starts from a command's defaults,
 applies a YAML or JSON file and then `key=value` overrides, and checks every key and type
 against the defaults, so a typo fails at once with the key's name instead of an hour later.
-`make_run_dir` creates the folder; `save_config` writes the resolved config into it.
+`make_run_dir` creates the folder; `save_config` writes the resolved config into it;
+`RunLock` keeps a second process out of a folder that one is writing to.
 """
 from __future__ import annotations
 
 import difflib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,10 +21,16 @@ from typing import Any
 
 import yaml
 
+try:
+    import fcntl
+except ImportError:                           # Windows: run folders are not locked
+    fcntl = None
+
 __all__ = ["ConfigError", "atomic_path", "parse_value", "load_config", "make_run_dir", "save_config",
-           "read_config", "CONFIG_NAME"]
+           "read_config", "CONFIG_NAME", "packaged_configs", "resolve_config", "RunLock", "clean_stale_temporaries"]
 
 CONFIG_NAME = "config.yaml"
+LOCK_NAME = ".lock"
 
 
 class ConfigError(ValueError):
@@ -46,6 +54,83 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _tmp_pattern(name: str = "*") -> str:
+    "The names `atomic_path` gives its temporaries (`.NAME.<random>.tmp`)."
+    return f".{name}.*.tmp"
+
+
+def clean_stale_temporaries(folder: str | Path, name: str = "*") -> list[Path]:
+    """Remove the temporaries a killed `atomic_path` write left in `folder` (of file `name`, or all);
+    call it only while holding the folder (e.g. under `RunLock`). Returns the removed paths."""
+    removed = []
+    for p in Path(folder).glob(_tmp_pattern(name)):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+class RunLock:
+    """A lock on a run folder for as long as a command writes to it: an exclusive `flock` on
+    `.lock` (which holds the owner's PID and host, for the message). A second process is refused
+    with the PID holding it; the kernel drops the lock of a process that dies, so the lock left
+    by a killed run is simply taken over. Use as a context manager. (POSIX only: without `fcntl`,
+    as on Windows, there is no lock.)"""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def _holder(self) -> str:
+        try:
+            pid, host = (self.path.read_text().split() + ["", ""])[:2]
+        except OSError:
+            return "another process"
+        if not pid:
+            return "another process"
+        return f"process {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
+
+    def acquire(self) -> "RunLock":
+        if fcntl is None or self.held:
+            return self
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigError(f"run folder {str(self.path.parent)!r} is in use by {self._holder()} (lock file "
+                                  f"{str(self.path)!r}); wait for it to end, or stop it") from None
+            try:                             # the holder may have removed the file while we opened it
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            self._fd = fd
+            return self
+        raise ConfigError(f"could not take the lock file {str(self.path)!r}: other processes keep taking it")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)   # while still holding it: the next owner makes a new file
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def _type_name(v: Any) -> str:
@@ -107,14 +192,71 @@ def parse_value(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+#: The example configs that ship inside the package (`fastai-context configs` lists them).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_configs() -> dict[str, Path]:
+    "The packaged example configs by name (`tiny-lm`, `demo-lm`, ...)."
+    return {p.stem: p for p in sorted(PACKAGED_CONFIGS.glob("*.yaml"))}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The config file `path`; a bare name with no such file here (`tiny-lm` or `tiny-lm.yaml`)
+    is the packaged config of that name, so that a pip install needs no checkout."""
+    p = Path(path)
+    if p.exists() or p.parent != Path("."):
+        return p
+    return packaged_configs().get(p.name[:-5] if p.name.endswith(".yaml") else p.name, p)
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    "YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key] + 1} and "
+                                        f"{key_node.start_mark.line + 1}); keep one")
+                seen[key] = key_node.start_mark.line
+            except TypeError:                # an unhashable key: SafeLoader's own error follows
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_json_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise _DuplicateKey(f"key {dup!r} appears twice; keep one")
+    return dict(pairs)
+
+
 def _read_file(path: Path) -> dict:
+    path = resolve_config(path)
     if not path.exists():
-        raise ConfigError(f"config file {str(path)!r} not found")
-    text = path.read_text(encoding="utf-8")
+        raise ConfigError(f"config file {str(path)!r} not found; packaged configs, usable by name: "
+                          f"{list(packaged_configs())} (`fastai-context configs` describes them)")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} is not a file")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
+                          f"position {e.start}); save it as UTF-8") from None
+    try:
+        data = (json.loads(text, object_pairs_hook=_unique_json_keys) if path.suffix == ".json"
+                else yaml.load(text, Loader=_UniqueKeyLoader))
+    except _DuplicateKey as e:
+        raise ConfigError(f"config file {str(path)!r}: {e}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+        raise ConfigError(f"config file {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          + " ".join(str(e).split())) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -125,8 +125,13 @@ def optuna_sweep(space: Mapping[str, Any], n_trials: int, command: str, config: 
                  root: Path, jobs: int = 1, search: str = "tpe", seed: int = 0, metric: str = "valid_loss",
                  maximize: bool = False) -> pd.DataFrame:
     """`n_trials` optuna trials (`search='random'` or `'tpe'`, Bayesian) over `space` (key -> list of
-    choices, or `(low, high, log)`), `jobs` at a time; returns the sorted summary."""
-    import optuna
+    choices, or `(low, high, log)`), `jobs` at a time; returns the sorted summary. Needs optuna
+    (`pip install 'fastai_context[sweep]'`)."""
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError("optuna_sweep needs optuna, which is not installed: "
+                          "pip install 'fastai_context[sweep]' (or use grid_sweep)") from None
     if not space:
         raise ConfigError("an optuna sweep needs a search space: --param key=low:high[:log] or key=a,b")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -42,6 +43,8 @@ class FakeSpotify:
             override = self.script[endpoint].pop(0)
             if isinstance(override, float):
                 time.sleep(override)
+            elif override == "trickle":
+                return override
             elif override is not None:
                 status, hdrs, body = override
                 return status, hdrs, body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -72,7 +75,10 @@ def _handler(fake: FakeSpotify):
             pass
 
         def _reply(self, endpoint, query):
-            status, headers, body = fake.answer(endpoint, query, self.headers)
+            answer = fake.answer(endpoint, query, self.headers)
+            if answer == "trickle":
+                return self._trickle(b'{"audio_features": []}' + b" " * 20)
+            status, headers, body = answer
             try:
                 self.send_response(status)
                 for k, v in {"Content-Type": "application/json", **headers}.items():
@@ -81,6 +87,19 @@ def _handler(fake: FakeSpotify):
                 self.end_headers()
                 self.wfile.write(body)
             except OSError:          # the client timed out and hung up
+                pass
+
+        def _trickle(self, body):
+            "Headers, then one byte of the body every 0.5 s (bounded: about 20 s unless the client hangs up)."
+            try:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
                 pass
 
         def do_POST(self):
@@ -108,7 +127,7 @@ def fake(catalog):
     "A fake Spotify on 127.0.0.1 in a thread; its bounded loop stops at teardown or after 2 minutes."
     fake = FakeSpotify(catalog)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))   # a slow answer must not block the next
-    server.timeout = 0.05
+    server.daemon_threads, server.timeout = True, 0.05
     stop, deadline = threading.Event(), time.monotonic() + 120
 
     def serve():
@@ -233,7 +252,7 @@ def test_spotify_429_beyond_max_wait_is_a_clear_error(spotify, fake, catalog, sl
 
 def test_spotify_403_recommends_a_file_source(spotify, fake, catalog):
     fake.script["audio-features"] = [(403, {}, {"error": {"status": 403, "message": "Forbidden"}})]
-    with pytest.raises(SpotifyForbiddenError, match="2024-11-27.*FileFeatures"):
+    with pytest.raises(SpotifyForbiddenError, match="2024-11-27.*2026-02-11.*ReccoBeatsFeatures.*FileFeatures"):
         spotify().features(catalog.track_id[:3])
     assert len(fake.features_requests()) == 1          # a 403 is not retried
 
@@ -249,6 +268,17 @@ def test_spotify_timeout_is_retried(spotify, fake, catalog, sleeps):
     fake.script["audio-features"] = [0.6]
     got = spotify(timeout=0.2).features(catalog.track_id[:2])
     assert got[["energy", "valence"]].notna().all(axis=None) and len(sleeps) == 1
+
+
+def test_spotify_trickling_server_is_bounded_by_the_total_timeout(spotify, fake, catalog):
+    "#10 item 14: one byte every 0.5 s kept a timeout=1 request alive for 30 s; the whole request is bounded now."
+    fake.script["audio-features"] = ["trickle"]
+    sf = spotify(timeout=1, retries=0)
+    sf.find_track("Nobody", "Nothing")                     # the token is fetched before the clock starts
+    start = time.monotonic()
+    with pytest.raises(SpotifyFeaturesError, match="audio-features failed 1 times.*total timeout of 1s"):
+        sf.features(catalog.track_id[:2])
+    assert time.monotonic() - start < 5
 
 
 def test_spotify_malformed_json(spotify, fake, catalog, sleeps):
@@ -301,7 +331,10 @@ def file_features(data_dir):
     return FileFeatures(data_dir / "spotify" / "spotify_songs.csv.gz")
 
 
-def test_file_features_real_tracks(file_features, tracks):
+def test_file_features_real_tracks(file_features, tracks, data_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")       # the real file lists tracks once per playlist, always alike
+        FileFeatures(data_dir / "spotify" / "spotify_songs.csv.gz")
     assert len(file_features) == tracks.track_id.nunique() == 28356
     assert "energy" in file_features.available_features
     sample = tracks.sample(50, random_state=1)
@@ -349,6 +382,56 @@ def test_file_features_case_insensitive_csv_and_json(tmp_path):
         FileFeatures(tmp_path / "nope.csv")
 
 
+def test_file_features_refuses_non_numeric_values_naming_file_column_row(tmp_path):
+    rows = {"track_id": ["a1", "b2", "c3"], "track_name": ["x", "y", "z"], "track_artist": ["p", "q", "r"],
+            "energy": ["0.5", "high", "0.7"], "valence": [0.1, 0.2, 0.3]}
+    pd.DataFrame(rows).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="bad.csv: column 'energy'.*row 2.*'high'"):
+        FileFeatures(tmp_path / "bad.csv")
+    (tmp_path / "bad.json").write_text(json.dumps([{"id": "a1", "name": "x", "artists": "p", "valence": "sad"}]))
+    with pytest.raises(ValueError, match="bad.json: column 'valence'.*row 1.*'sad'"):
+        FileFeatures(tmp_path / "bad.json")
+
+
+def test_file_features_reads_numeric_ids_as_strings(tmp_path):
+    "#10 item 7: numeric ids in a column with a gap used to come back as '123.0'."
+    (tmp_path / "ids.csv").write_text("track_id,track_name,track_artist,energy\n123,x,p,0.5\n,y,q,0.6\n"
+                                      "0456,z,r,0.7\n")
+    ff = FileFeatures(tmp_path / "ids.csv")
+    assert ff.features(["123", "0456"])["energy"].tolist() == [0.5, 0.7] and len(ff) == 2
+    (tmp_path / "ids.json").write_text(json.dumps([{"id": 123, "name": "x", "artists": "p", "energy": 0.5},
+                                                   {"id": None, "name": "y", "artists": "q", "energy": 0.6}]))
+    assert FileFeatures(tmp_path / "ids.json").features(["123"]).loc["123", "energy"] == 0.5
+
+
+def test_file_features_unreadable_files_are_named(tmp_path, data_dir):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.csv' is empty"):
+        FileFeatures(tmp_path / "empty.csv")
+    (tmp_path / "latin.csv").write_bytes("track_id,track_name,track_artist,energy\na,Beyonc\xe9,B,0.5\n"
+                                         .encode("latin-1"))
+    with pytest.raises(ValueError, match="latin.csv' is not UTF-8 text.*encoding="):
+        FileFeatures(tmp_path / "latin.csv")
+    assert FileFeatures(tmp_path / "latin.csv", encoding="latin-1").find_track("B", "Beyoncé").track_id == "a"
+    whole = (data_dir / "spotify" / "spotify_songs.csv.gz").read_bytes()
+    (tmp_path / "cut.csv.gz").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ValueError, match="cut.csv.gz' is a damaged or truncated gzip file"):
+        FileFeatures(tmp_path / "cut.csv.gz")
+    (tmp_path / "notgz.csv.gz").write_bytes(b"track_id,energy\n")
+    with pytest.raises(ValueError, match="notgz.csv.gz' is a damaged or truncated gzip file"):
+        FileFeatures(tmp_path / "notgz.csv.gz")
+
+
+def test_file_features_duplicate_ids_with_different_values_warn(tmp_path, recwarn):
+    rows = {"track_id": ["a", "a", "b", "b"], "track_name": ["x"] * 4, "track_artist": ["p"] * 4,
+            "energy": [0.5, 0.9, 0.3, 0.3]}
+    pd.DataFrame(rows).to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.warns(UserWarning, match="dup.csv: track id\\(s\\) 'a' appear more than once") as caught:
+        ff = FileFeatures(tmp_path / "dup.csv")
+    assert len(caught) == 1 and "'b'" not in str(caught[0].message)        # same values twice: no warning
+    assert ff.features(["a", "b"])["energy"].tolist() == [0.5, 0.3]             # the first row is kept
+
+
 def test_add_audio_features_joins_real_reviews(file_features, tracks):
     reviews = datasets.blog_reviews()
     reviews[["artist", "song"]] = [parse_review_title(t) for t in reviews.title]
@@ -376,6 +459,15 @@ def test_add_audio_features_bad_input(file_features):
         add_audio_features(df, file_features, "artist", "song", features="loudnes")
     with pytest.raises(ValueError, match="already has columns \\['energy'\\]"):
         add_audio_features(out.drop(columns="track_id"), file_features, "artist", "song")
+
+
+def test_audio_features_module_still_offers_the_same_names():
+    "fastai_context.audio_features is now a thin module over fastai_context.sources."
+    import fastai_context
+    from fastai_context import audio_features, sources
+    for name in ("FileFeatures", "SpotifyFeatures", "add_audio_features", "parse_review_title", "MatchReport",
+                 "TrackMatch", "SpotifyForbiddenError", "ReccoBeatsFeatures"):
+        assert getattr(audio_features, name) is getattr(sources, name) is getattr(fastai_context, name)
 
 
 # ------------------------------------------------------------------ parsing and normalization

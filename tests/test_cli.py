@@ -15,7 +15,7 @@ from fastai_context.cli import COMMANDS, main
 from fastai_context.runs import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_LM = ROOT / "configs" / "tiny-lm.yaml"
+TINY_LM = ROOT / "fastai_context" / "configs" / "tiny-lm.yaml"
 TINY_VAE = ["n_docs=400", "epochs=2", "z_dim=4", "emb_sz=16", "hidden_sz=32", "bs=32", "n_samples=3"]
 
 

@@ -33,6 +33,8 @@ def test_data_env_must_hold_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="spotify/spotify_songs.csv.gz"):
         datasets.spotify_tracks()
+    with pytest.raises(FileNotFoundError, match="neither lyrics/billboard_lyrics_spotify_1960_2016.csv.gz nor"):
+        datasets.billboard_lyrics()
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="not a folder"):
         datasets.get_path("ptb.train")
@@ -101,10 +103,11 @@ def test_billboard_lyrics_real_table(billboard):
 def test_clean_lyrics_labels_and_lost_line_breaks():
     raw = ("[Verse 1: Drake]\nI got my eyes on you\n(Repeat chorus x2)\nCHORUS:Don't shed a tear\n"
            "VERSE 2That fateful night\nwent home to herAndy said hello, \"Wo?\"Said he\n"
-           "Paul McCartney and JoJo got an iPod\n(Solo cup, solo cup)\nChorus\nBreakdown, takedown\n\n[x2]")
+           "Paul McCartney and JoJo got an iPod\n(Solo cup, solo cup)\nChorus\nBreakdown, takedown\n\n[x2]\n"
+           "Both:\nHe said:\nSlide! (8x)\nx2\n...\n\u200b")
     assert clean_lyrics(raw) == ("I got my eyes on you\nDon't shed a tear\nThat fateful night\nwent home to her\n"
                                  "Andy said hello, \"Wo?\"\nSaid he\nPaul McCartney and JoJo got an iPod\n"
-                                 "(Solo cup, solo cup)\nBreakdown, takedown")
+                                 "(Solo cup, solo cup)\nBreakdown, takedown\nHe said:\nSlide!")
     assert clean_lyrics("la la\nla", line_breaks=False) == "la la la"
     assert is_section_label("Repeat chorus twice and fade out") and not is_section_label("Hook, line and sinker")
     with pytest.raises(TypeError, match="string"):
@@ -143,7 +146,8 @@ def rebuilt(tmp_path_factory, data_dir):
 def test_billboard_lyrics_downloads_originals_and_caches_the_build(rebuilt):
     folder, raw, clean = rebuilt
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted([*(datasets.REMOTES[n].fname for n in ORIGINALS), "billboard_lyrics_spotify_1960_2016.csv.gz"])
+    built = "billboard_lyrics_spotify_1960_2016.csv.gz"
+    assert names == sorted([*(datasets.REMOTES[n].fname for n in ORIGINALS), built])
     assert raw.title.equals(clean.title) and list(clean.columns) == datasets.BILLBOARD_COLUMNS + ["decade", "n_words"]
     assert not clean.lyrics.str.contains(r"\[Chorus").any()
 
@@ -188,3 +192,12 @@ def test_spotify_tracks_wrong_file(tmp_path):
     bad.write_text("track_id,energy\nx,0.5\n")
     with pytest.raises(ValueError, match=r"bad.csv is not a TidyTuesday Spotify tracks table.*'track_name'"):
         datasets.spotify_tracks(bad)
+
+
+def test_line_breaks_are_tokens_for_fastai(billboard):
+    from fastai.text.core import WordTokenizer, tokenize1
+    from fastai_context.analysis import word_counts
+    song = billboard.lyrics[1]                                                     # Teen Angel
+    toks = tokenize1(song, WordTokenizer())
+    assert toks.count("\n") == song.count("\n") == 23 and not any(t.strip() == "" and t != "\n" for t in toks)
+    assert "\n" not in word_counts([song], stopwords=None)                         # word clouds ignore them

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import ddp_worker
+from fastai_context.distributed import check_launch
+from fastai_context.runs import ConfigError
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,12 +77,17 @@ def test_disjoint_streams_from_one_shared_order(ranks):
         assert not torch.equal(x0, x1)
 
 
-def test_cli_train_lm_on_two_processes(tmp_path):
-    "`torchrun -m fastai_context.cli train-lm`: one run folder, written by rank 0 only, random states of both ranks."
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_cli_train_lm_on_two_processes(tmp_path, launcher):
+    """`torchrun -m fastai_context.cli train-lm` and the README's `accelerate launch --multi_gpu` (on CPUs too):
+    one run folder, written by rank 0 only, random states of both ranks."""
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "fastai_context.cli", "train-lm",
-           str(HERE.parent / "configs" / "tiny-lm.yaml"), "epochs=1", "perplexity=false", "sample_words=0",
+    launch = {"torchrun": ["torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                           "--master_port", str(free_port())],
+              "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]}
+    cmd = [sys.executable, "-m", *launch[launcher], "-m", "fastai_context.cli", "train-lm",
+           "tiny-lm", "epochs=1", "perplexity=false", "sample_words=0",
            "--run-dir", str(run_dir)]
     res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -89,3 +96,14 @@ def test_cli_train_lm_on_two_processes(tmp_path):
     ck = torch.load(run_dir / "checkpoint.pth", weights_only=False)
     assert len(ck["rng"]) == 2 and ck["epoch"] == 1
     assert (run_dir / "model.pkl").exists() and (run_dir / "config.yaml").exists()
+
+
+def test_accelerate_simple_launcher_with_several_processes_is_refused():
+    "`accelerate launch --num_processes 2` without --multi_gpu on a CPU starts one process: say so, don't train alone."
+    simple = {"ACCELERATE_USE_CPU": "False", "ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1",
+              "MASTER_PORT": "29500"}
+    with pytest.raises(ConfigError, match="started only this one process.*--multi_gpu --num_processes N"):
+        check_launch(simple)
+    check_launch({**simple, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})     # torchrun / --multi_gpu
+    check_launch({k: v for k, v in simple.items() if not k.startswith("MASTER")})   # --num_processes 1
+    check_launch({})                                                                # no launcher at all

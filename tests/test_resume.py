@@ -161,7 +161,7 @@ def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
 
     from fastai_context.cli import main
 
-    cfg = Path(__file__).resolve().parents[1] / "configs" / "tiny-lm.yaml"
+    cfg = Path(__file__).resolve().parents[1] / "fastai_context" / "configs" / "tiny-lm.yaml"
     args = ["train-lm", str(cfg), "epochs=3", "n_docs=1500", "perplexity=false", "sample_words=0"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "fastai_context.cli", *args, "--run-dir", str(killed)],

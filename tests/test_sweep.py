@@ -9,7 +9,7 @@ from fastai_context.cli import COMMANDS, main
 from fastai_context.runs import ConfigError
 from fastai_context.sweep import parse_grid
 
-TINY_LM = str(Path(__file__).resolve().parents[1] / "configs" / "tiny-lm.yaml")
+TINY_LM = "tiny-lm"     # a packaged config, by name
 FAST = ["epochs=1", "n_docs=200", "perplexity=false", "sample_words=0"]
 
 

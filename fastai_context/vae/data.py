@@ -186,8 +186,9 @@ class SentenceLoader(DataLoader):
             context = torch.zeros(0, self.context.shape[1])
         return super().new(dataset=dataset, context=context, **kwargs)
 
-    def show_batch(self, b=None, max_n: int = 9, show: bool = True, **kwargs) -> pd.DataFrame:
-        "The sentences of a batch (and their context values by column name)."
+    def show_batch(self, b=None, max_n: int = 9, show: bool = True, **kwargs) -> pd.DataFrame | None:
+        """Display the sentences of a batch (and their context values by column name); with
+        `show=False` return them as a DataFrame instead (fastai's behaviour)."""
         if b is None:
             b = self.one_batch()
         x = b[0].cpu()
@@ -198,9 +199,9 @@ class SentenceLoader(DataLoader):
                 rec.update(self.context_encoder.decode(b[1][i].cpu()))
             recs.append(rec)
         df = pd.DataFrame(recs)
-        if show:
-            display_df(df)
-        return df
+        if not show:             # as fastai: `show=False` returns what would be shown, `show=True` only shows it
+            return df
+        display_df(df)
 
 
 class SentenceDataLoaders(DataLoaders):
@@ -238,6 +239,7 @@ class SentenceDataLoaders(DataLoaders):
         check_columns(df, [text_col], "text column")
         context_cols = [] if context_cols is None else [context_cols] if isinstance(context_cols, str) else list(context_cols)
         check_columns(df, context_cols, "context column")
+        df = ContextEncoder.drop_missing(df, context_cols) if fill == "drop" else df
         check_texts(df, text_col)
         if min_len < 1:
             raise ValueError(f"min_len={min_len}: a sentence needs at least one token")
