@@ -4,8 +4,9 @@ fastai's `LMLearner.predict` re-runs the whole growing text for every new word (
 in the number of words), and its `WeightDropout` clones each hidden-to-hidden matrix on
 every forward even in eval mode. `ContextLSTMSampler` instead reads the eval-mode weights
 once, carries the LSTM state forward one token at a time for all streams as one batch, and
-folds the (constant) context of each stream into the first layer's gate bias, so a step
-costs two small matmuls per layer plus the decoder.
+folds the (constant) context of each stream into the gate bias of every layer that reads
+it, so a step costs two small matmuls per layer plus the decoder. Classifier-free guidance
+runs the negative context as extra rows of the same batch.
 """
 from __future__ import annotations
 
