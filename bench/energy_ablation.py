@@ -4,8 +4,8 @@ Usage: python bench/energy_ablation.py [--out DIR] [--epochs 1] [--variants base
            [--share 1.0] [--emb-sz 100] [--n-hid 256] [--lr 1e-2] [--n-boot 2000]
 
 Every variant trains the same model size on the same 90/10 song split (seed 0) of the same songs
-(`--share` of them, drawn with seed 0) for the same
-number of epochs (`fit_one_cycle`), so they get the same training budget; the measured wall time
+(`--share` of them, drawn with seed 0) for the same number of epochs (`fit_one_cycle`), so they
+get the same training budget (about the same compute per batch); the measured wall time
 is printed too (the machine is shared, so compare times only within one run). Then, on the
 validation songs, `learn.context_gain(within='decade')`: perplexity with the true energy vs
 energies shuffled across all songs, shuffled within the song's decade, and the training mean,
@@ -18,6 +18,7 @@ Variants (see `context_lm_config` for the options):
   emb      a learned nonlinear context embedding (`context_proj=16, context_act='tanh'`)
   dropout  base + `ContextDropout(p=0.2)` (one model both conditional and unconditional)
   year     base conditioned on energy and year (the gain is measured shuffling energy only)
+  all_dropout  all + ContextDropout(p=0.2)
 """
 import argparse
 import json
@@ -27,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 from fastai.torch_core import set_seed
 
-from fastai_context import ContextTextDataLoaders, context_language_model_learner, context_lm_config
+from fastai_context import ContextTextDataLoaders, context_language_model_learner, context_lm_config, datasets
 
 VARIANTS = {
     "base": dict(config={}, context_dropout=0., cols=["energy"]),
@@ -40,17 +41,8 @@ VARIANTS = {
 
 
 def lyrics() -> pd.DataFrame:
-    "The Billboard lyrics (the package's reader when it exists), with a decade column."
-    import os
-    from fastai_context import datasets
-    if hasattr(datasets, "billboard_lyrics"):
-        df = datasets.billboard_lyrics()
-    else:    # before the reader existed: the shipped table
-        df = pd.read_csv(Path(os.environ.get("FASTAI_CONTEXT_DATA", "../shared/data"))
-                         / "lyrics/billboard_lyrics_spotify_1960_2016.csv.gz")
-    df = df.dropna(subset=["lyrics", "energy"]).reset_index(drop=True)
-    df["decade"] = df.year // 10 * 10
-    return df
+    "The Billboard lyrics, cleaned for a language model, with their `decade`."
+    return datasets.billboard_lyrics().dropna(subset=["lyrics", "energy"]).reset_index(drop=True)
 
 
 def main():
