@@ -107,30 +107,29 @@ class TokenDocuments(Sequence):
     def from_docs(cls, docs: Sequence, chunk_tokens: int = 1 << 22) -> "TokenDocuments":
         """From any sequence of id documents (tensors, arrays, lists, or fastai's `(doc,)` tuples),
         concatenated a few million tokens at a time, so that no int64 copy of the corpus is made."""
-        lens = np.empty(len(docs), dtype=np.int64)
-        chunks, parts, size = [], [], 0
-
-        def flush(last: int):
-            flat = torch.cat(parts).long() if len(parts) > 1 else parts[0].long()
+        if isinstance(docs, (list, tuple)) and all(isinstance(d, torch.Tensor) and d.dim() == 1 for d in docs):
+            tensors = docs                 # the common case: C-level lengths, no per-document Python work
+        else:
+            tensors = []
+            for i in range(len(docs)):     # a dataset: each item once (through its own pipeline)
+                d = docs[i]
+                tensors.append(torch.as_tensor(d[0] if isinstance(d, tuple) else d).reshape(-1))
+        lens = np.fromiter(map(torch.Tensor.numel, tensors), dtype=np.int64, count=len(tensors))
+        cuts = np.searchsorted(np.cumsum(lens), np.arange(chunk_tokens, int(lens.sum()), chunk_tokens))
+        chunks = []
+        for a, b in zip([0, *cuts], [*cuts, len(tensors)]):
+            if a == b:
+                continue
+            part = tensors[a:b]
+            flat = torch.cat(part) if len(part) > 1 else part[0]
+            if flat.is_floating_point() or flat.is_complex() or flat.dtype == torch.bool:
+                i = a + next(j for j, d in enumerate(part) if d.dtype == flat.dtype)
+                raise ValueError(f"document {i} holds {flat.dtype} values: documents must be integer token ids")
             if len(flat) and int(flat.min()) < 0:
-                raise ValueError(f"documents {last - len(parts) + 1}..{last} hold negative token ids")
+                i = a + next(j for j, d in enumerate(part) if len(d) and int(d.min()) < 0)
+                raise ValueError(f"document {i} holds negative token ids")
             big = len(flat) and int(flat.max()) > np.iinfo(np.int32).max       # a vocabulary beyond 2**31 ids
             chunks.append(flat.numpy().astype(np.int64 if big else np.int32))
-            parts.clear()
-
-        for i in range(len(docs)):
-            d = docs[i]
-            d = torch.as_tensor(d[0] if isinstance(d, tuple) else d).reshape(-1)
-            if d.is_floating_point():
-                raise ValueError(f"document {i} holds floats ({d.dtype}): documents must be token ids")
-            lens[i] = len(d)
-            parts.append(d)
-            size += len(d)
-            if size >= chunk_tokens:
-                flush(i)
-                size = 0
-        if parts:
-            flush(len(docs) - 1)
         return cls(np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32), lens)
 
     @classmethod
@@ -297,15 +296,37 @@ class ContextLanguageModelLoader(LMDataLoader):
         if "epoch" in state:
             self._epoch = int(state["epoch"])
 
+    #: Batches laid out together by `create_batches` (numpy's per-call overhead is paid once per group).
+    group = 16
+
+    def _span(self, rows: np.ndarray, a: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stream positions `a .. a+n-1` of this rank's streams `rows`: their tokens `(R, n)` int64 and
+        the context of each one's document `(R, n-1, n_features)` (the last position is only a target)."""
+        R, ends = len(rows), self._ends
+        p0 = (rows + self.rank * self.bs) * self.bl + a                # (R,) first stream position of each row
+        first = np.searchsorted(ends, p0, side="right")                 # (R,) place of the document holding p0
+        last = np.searchsorted(ends, p0 + n - 1, side="right")          # (R,) ... holding each row's last position
+        counts = last - first                                           # (R,) documents starting inside each row
+        if counts.any():
+            # Mark the column where each next document starts (empty documents mark twice, so are skipped);
+            # a running count of the marks gives every position's place in the stream.
+            row = np.repeat(np.arange(R), counts)                       # (n_starts,)
+            place = np.arange(len(row)) + np.repeat(first + 1 - (np.cumsum(counts) - counts), counts)
+            marks = np.bincount(row * n + (ends[place - 1] - p0[row]), minlength=R * n).reshape(R, n)
+            place = first[:, None] + np.cumsum(marks, 1)                # (R, n)
+        else:
+            place = np.broadcast_to(first[:, None], (R, n))
+        pos = p0[:, None] + np.arange(n)                                # (R, n) stream positions
+        txt = torch.from_numpy(np.asarray(self.docs.tokens[pos + self._shift[place]])).long()
+        doc = torch.from_numpy(self._order[place[:, :-1]].reshape(-1))
+        ctx = self.context.index_select(0, doc).view(R, n - 1, self.context.shape[1])
+        return txt, ctx
+
     def _rows(self, k: int, rows: Sequence[int]) -> tuple:
         "Batch `k` of this rank's streams `rows`: (x, ctx, y)."
         sl = self.last_len if k == self.n_batches - 1 else self.seq_len
-        rows = np.asarray(rows, dtype=np.int64) + self.rank * self.bs
-        pos = (rows * self.bl + k * self.seq_len)[:, None] + np.arange(sl + 1)   # (rows, sl+1) stream positions
-        place = np.searchsorted(self._ends, pos, side="right")                  # (rows, sl+1) document's place
-        txt = torch.from_numpy(self.docs.tokens[pos + self._shift[place]].astype(np.int64))
-        ctx = self.context[torch.from_numpy(self._order[place[:, :-1]])]         # (rows, sl, n_features)
-        return LMTensorText(txt[:, :-1]), ctx, TensorText(txt[:, 1:])
+        txt, ctx = self._span(np.asarray(rows, dtype=np.int64), k * self.seq_len, sl + 1)
+        return txt[:, :-1].as_subclass(LMTensorText), ctx, txt[:, 1:].as_subclass(TensorText)
 
     def create_item(self, seq):
         if seq is None:
@@ -316,10 +337,22 @@ class ContextLanguageModelLoader(LMDataLoader):
         return x[0], ctx[0], y[0]
 
     def create_batches(self, samps):
-        "One vectorized gather per batch; `samps` are this worker's item indices, whole batches at a time."
+        """`samps` are this worker's item indices, whole batches at a time. Without worker processes,
+        `group` consecutive batches are gathered at once and cut into batches (same layout)."""
+        group = 1 if self.fake_l.num_workers else self.group
+        span = None
         for chunk in chunked(samps, self.bs):
             k = chunk[0] // self.bs
-            yield self._rows(k, [s % self.bs for s in chunk])
+            rows = [s % self.bs for s in chunk]
+            if span is None or not span[0] <= k < span[1] or span[2] != rows:
+                k1 = min(k + group, self.n_batches)
+                a, b = k * self.seq_len, min(k1 * self.seq_len, self.bl)
+                span = (k, k1, rows, *self._span(np.asarray(rows, dtype=np.int64), a, b - a + 1))
+            sl = self.last_len if k == self.n_batches - 1 else self.seq_len
+            c = (k - span[0]) * self.seq_len
+            txt, ctx = span[3], span[4]
+            yield (txt[:, c:c + sl].contiguous().as_subclass(LMTensorText), ctx[:, c:c + sl].contiguous(),
+                   txt[:, c + 1:c + sl + 1].contiguous().as_subclass(TensorText))
 
     def new(self, dataset=None, context=None, seq_len=None, **kwargs):
         "Like `LMDataLoader.new`; a new `dataset` needs its own `context` (except an empty one)."
