@@ -115,22 +115,25 @@ class TokenDocuments(Sequence):
                 d = docs[i]
                 tensors.append(torch.as_tensor(d[0] if isinstance(d, tuple) else d).reshape(-1))
         lens = np.fromiter(map(torch.Tensor.numel, tensors), dtype=np.int64, count=len(tensors))
-        cuts = np.searchsorted(np.cumsum(lens), np.arange(chunk_tokens, int(lens.sum()), chunk_tokens))
-        chunks = []
+        ends = np.cumsum(lens)
+        out = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.int32)     # filled a chunk at a time
+        cuts = np.searchsorted(ends, np.arange(chunk_tokens, len(out), chunk_tokens))
         for a, b in zip([0, *cuts], [*cuts, len(tensors)]):
             if a == b:
                 continue
             part = tensors[a:b]
-            flat = torch.cat(part) if len(part) > 1 else part[0]
+            flat = torch.cat(part) if len(part) > 1 else part[0]       # (chunk,) at most ~chunk_tokens ids
             if flat.is_floating_point() or flat.is_complex() or flat.dtype == torch.bool:
                 i = a + next(j for j, d in enumerate(part) if d.dtype == flat.dtype)
                 raise ValueError(f"document {i} holds {flat.dtype} values: documents must be integer token ids")
             if len(flat) and int(flat.min()) < 0:
                 i = a + next(j for j, d in enumerate(part) if len(d) and int(d.min()) < 0)
                 raise ValueError(f"document {i} holds negative token ids")
-            big = len(flat) and int(flat.max()) > np.iinfo(np.int32).max       # a vocabulary beyond 2**31 ids
-            chunks.append(flat.numpy().astype(np.int64 if big else np.int32))
-        return cls(np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32), lens)
+            if len(flat) and int(flat.max()) > np.iinfo(out.dtype).max:     # a vocabulary beyond 2**31 ids
+                out = out.astype(np.int64)
+            start = int(ends[a] - lens[a])
+            out[start:start + len(flat)] = flat.numpy()
+        return cls(out, lens)
 
     @classmethod
     def from_token_lists(cls, token_lists: Sequence[Sequence[str]], o2i: dict) -> "TokenDocuments":
