@@ -220,6 +220,7 @@ def main():
     p.add_argument("--seq-len", type=int, default=72)
     p.add_argument("--epochs", type=int, default=None, help="epochs timed per loader (default: 3 up to 2M tokens, else 1)")
     p.add_argument("--skip-lmdl-above", default="50M", help="no LMDataLoader run above this many tokens")
+    p.add_argument("--kinds", default="lmdl,ours", help="loaders to run: lmdl, ours, ours-flat, ours-mmap")
     p.add_argument("--from-df", default=None, help="from_df mode at this many words, e.g. 1M")
     p.add_argument("--n-workers", type=int, default=None)
     p.add_argument("--profile", action="store_true")
@@ -258,7 +259,7 @@ def main():
         for size in args.sizes.split(","):
             n = parse_size(size)
             epochs = args.epochs or (3 if n <= 2_000_000 else 1)
-            kinds = ["lmdl", "ours"] if n <= parse_size(args.skip_lmdl_above) else ["ours", "ours-flat", "ours-mmap"]
+            kinds = [k for k in args.kinds.split(",") if k != "lmdl" or n <= parse_size(args.skip_lmdl_above)]
             res = {k: run_child(["--child", "prenum", "--kind", k, "--pool", str(pool), "--tokens", str(n),
                                  "--epochs", str(epochs), *common]) for k in kinds}
             print(f"--- {size} tokens")
