@@ -161,7 +161,8 @@ def child_from_df(args) -> dict:
     texts = pool_texts(args.corpus)
     rng = np.random.default_rng(0)
     n_words = np.array([len(t.split()) + 1 for t, _ in texts])
-    pick = rng.permutation(len(texts))
+    reps = int(np.ceil(args.tokens / n_words.sum())) + 1          # beyond the pool: documents repeat
+    pick = np.concatenate([rng.permutation(len(texts)) for _ in range(reps)])
     pick = pick[:int(np.searchsorted(np.cumsum(n_words[pick]), args.tokens)) + 1]
     df = pd.DataFrame({"text": [texts[i][0] for i in pick], "energy": [texts[i][1] for i in pick]})
     tok_time = [0.0]
@@ -173,16 +174,12 @@ def child_from_df(args) -> dict:
         tok_time[0] += time.perf_counter() - s
         return out
     core.parallel_tokenize = timed
-    kw = {} if args.n_workers is None else {"n_workers": args.n_workers}
     start = time.perf_counter()
-    if args.kind == "fastai":
-        from fastai.text.data import TextBlock
-        if kw:                                    # fastai's from_df has no n_workers: pass it to the block
-            orig_from_df = TextBlock.from_df
-            TextBlock.from_df = classmethod(lambda cls, *a, **k: orig_from_df(*a, **{**kw, **k}))
+    if args.kind == "fastai":                     # fastai's from_df: its tokenizer with its default workers
         dls = TextDataLoaders.from_df(df, text_col="text", is_lm=True, valid_pct=0.1, seed=0, bs=args.bs,
                                       seq_len=args.seq_len, device="cpu")
     else:
+        kw = {} if args.n_workers is None else {"n_workers": args.n_workers}
         if args.profile:
             import cProfile
             import pstats
@@ -192,14 +189,13 @@ def child_from_df(args) -> dict:
                                              seq_len=args.seq_len, device="cpu", **kw)
         if args.profile:
             prof.disable()
-            pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(60)
     build = time.perf_counter() - start
     start = time.perf_counter()
-    n = sum(1 for _ in dls.train)
+    n = 0 if args.skip_epoch else sum(1 for _ in dls.train)
     epoch = time.perf_counter() - start
-    return dict(kind=args.kind, rows=len(df), tokens=int(sum(len(d) for d in dls.train.dataset.items.text))
-                if args.kind == "fastai" else int(dls.train.docs.n_tokens),
-                build_s=build, tokenize_s=tok_time[0], epoch_s=epoch, batches=n, peak_gb=rss_gb("VmHWM"))
+    n_tok = sum(int(dl.dataset.items["text_length"].sum()) for dl in (dls.train, dls.valid))
+    return dict(kind=args.kind, rows=len(df), tokens=n_tok, build_s=build, tokenize_s=tok_time[0], epoch_s=epoch, batches=n, peak_gb=rss_gb("VmHWM"))
 
 
 def run_child(argv: list[str]) -> dict:
@@ -223,7 +219,8 @@ def main():
     p.add_argument("--kinds", default="lmdl,ours", help="loaders to run: lmdl, ours, ours-flat, ours-mmap")
     p.add_argument("--from-df", default=None, help="from_df mode at this many words, e.g. 1M")
     p.add_argument("--n-workers", type=int, default=None)
-    p.add_argument("--profile", action="store_true")
+    p.add_argument("--profile", action="store_true", help="cProfile our from_df (slows the forked tokenizers too)")
+    p.add_argument("--skip-epoch", action="store_true", help="from_df mode: build only, no first epoch")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--kind", default=None, help=argparse.SUPPRESS)
     p.add_argument("--pool", default=None, help=argparse.SUPPRESS)
@@ -239,9 +236,10 @@ def main():
     print(f"bs={args.bs} seq_len={args.seq_len} corpus={args.corpus}; each loader in its own process")
     if args.from_df:
         n = parse_size(args.from_df)
-        extra = (["--n-workers", str(args.n_workers)] if args.n_workers else []) + (["--profile"] if args.profile else [])
+        extra = (["--n-workers", str(args.n_workers)] if args.n_workers else []) + (["--profile"] if args.profile else []) \
+            + (["--skip-epoch"] if args.skip_epoch else [])
         res = {k: run_child(["--child", "from_df", "--kind", k, "--tokens", str(n), *common, *extra])
-               for k in ("fastai", "ours")}
+               for k in ("fastai", "ours")}       # the same DataFrame (same seed) in both children
         for k, r in res.items():
             print(f"{k:7s} {json.dumps(r)}")
         f, o = res["fastai"], res["ours"]
@@ -249,7 +247,8 @@ def main():
             print(f"from_df build: TextDataLoaders {f['build_s']:.1f} s (tokenizing {f['tokenize_s']:.1f} s) | "
                   f"ContextTextDataLoaders {o['build_s']:.1f} s (tokenizing {o['tokenize_s']:.1f} s) | "
                   f"ratio {o['build_s'] / f['build_s']:.2f}x")
-            print(f"first epoch:   TextDataLoaders {f['epoch_s']:.1f} s | ContextTextDataLoaders {o['epoch_s']:.2f} s")
+            if not args.skip_epoch:
+                print(f"first epoch:   TextDataLoaders {f['epoch_s']:.1f} s | ContextTextDataLoaders {o['epoch_s']:.2f} s")
         return
     with tempfile.TemporaryDirectory() as tmp:
         pool = Path(tmp) / "pool.npz"

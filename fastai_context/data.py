@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.block import DataBlock
-from fastai.data.core import DataLoaders, TfmdDL
+from fastai.data.core import DataLoaders, Pipeline, TfmdDL   # Pipeline: fasttransform's, as fastai uses it
 from fastai.data.transforms import ColReader, ColSplitter, RandomSplitter
 from fastai.text.core import Tokenizer
 from fastai.text.data import LMDataLoader, LMTensorText, Numericalize, TensorText, TextBlock
 from fastai.torch_core import default_device, display_df
-from fastcore.basics import chunked, noop
-from fasttransform import Pipeline
+from fastcore.basics import noop
 from fastcore.xtras import ReindexCollection
 
 from .context import ContextEncoder, check_columns, first_rows
@@ -344,9 +344,13 @@ class ContextLanguageModelLoader(LMDataLoader):
         `group` consecutive batches are gathered at once and cut into batches (same layout)."""
         group = 1 if self.fake_l.num_workers else self.group
         span = None
-        for chunk in chunked(samps, self.bs):
-            k = chunk[0] // self.bs
-            rows = [s % self.bs for s in chunk]
+        bs, span, samps = self.bs, None, iter(samps)
+        every_row = list(range(bs))
+        while chunk := list(islice(samps, bs)):
+            k = chunk[0] // bs
+            # fastai hands out items k*bs .. k*bs+bs-1 in order: every row of batch k
+            rows = every_row if len(chunk) == bs and chunk[-1] - chunk[0] == bs - 1 and chunk[0] % bs == 0 \
+                else [s % bs for s in chunk]
             if span is None or not span[0] <= k < span[1] or span[2] != rows:
                 k1 = min(k + group, self.n_batches)
                 a, b = k * self.seq_len, min(k1 * self.seq_len, self.bl)
@@ -472,7 +476,7 @@ class ContextTextDataLoaders(DataLoaders):
         _positive_int("bs", bs), _positive_int("seq_len", seq_len)
         if valid_col is not None:
             check_columns(df, [valid_col], "valid column")
-        elif not (isinstance(valid_pct, (int, float)) and 0 < valid_pct < 1):
+        elif not (isinstance(valid_pct, Real) and 0 < valid_pct < 1):
             raise ValueError(f"valid_pct must be a fraction strictly between 0 and 1, got {valid_pct!r}")
         if not df.index.is_unique:      # labels would not name one row each: use positions
             df = df.reset_index(drop=True)
