@@ -198,6 +198,14 @@ def child_from_df(args) -> dict:
     return dict(kind=args.kind, rows=len(df), tokens=n_tok, build_s=build, tokenize_s=tok_time[0], epoch_s=epoch, batches=n, peak_gb=rss_gb("VmHWM"))
 
 
+def median_run(runs: list[dict]) -> dict:
+    "The median of each measurement over repeated runs (the first error, if any run failed)."
+    bad = [r for r in runs if "error" in r]
+    if bad:
+        return bad[0]
+    return {k: (float(np.median([r[k] for r in runs])) if isinstance(v, float) else v) for k, v in runs[0].items()}
+
+
 def run_child(argv: list[str]) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, __file__, *argv], env=env, capture_output=True, text=True)
@@ -214,7 +222,8 @@ def main():
     p.add_argument("--corpus", default="mixed", choices=["mixed", "names", "lyrics"])
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=72)
-    p.add_argument("--epochs", type=int, default=None, help="epochs timed per loader (default: 3 up to 2M tokens, else 1)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs timed per run (default: about 1000 batches)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per loader, alternating; medians are reported")
     p.add_argument("--skip-lmdl-above", default="50M", help="no LMDataLoader run above this many tokens")
     p.add_argument("--kinds", default="lmdl,ours", help="loaders to run: lmdl, ours, ours-flat, ours-mmap")
     p.add_argument("--from-df", default=None, help="from_df mode at this many words, e.g. 1M")
@@ -233,7 +242,8 @@ def main():
         print(json.dumps(child_from_df(args)))
         return
     common = ["--bs", str(args.bs), "--seq-len", str(args.seq_len), "--corpus", args.corpus]
-    print(f"bs={args.bs} seq_len={args.seq_len} corpus={args.corpus}; each loader in its own process")
+    print(f"bs={args.bs} seq_len={args.seq_len} corpus={args.corpus}; each loader in its own process"
+          + (f", medians of {args.repeats} alternating runs" if args.repeats > 1 else ""))
     if args.from_df:
         n = parse_size(args.from_df)
         extra = (["--n-workers", str(args.n_workers)] if args.n_workers else []) + (["--profile"] if args.profile else []) \
@@ -257,10 +267,15 @@ def main():
         print(f"pool: {len(z['lens'])} real documents, {int(z['lens'].sum())} tokens, vocab {int(z['n_vocab'])}")
         for size in args.sizes.split(","):
             n = parse_size(size)
-            epochs = args.epochs or (3 if n <= 2_000_000 else 1)
+            # enough epochs for about 1000 timed batches per run
+            epochs = args.epochs or max(1, int(np.ceil(1000 * args.bs * args.seq_len / n)))
             kinds = [k for k in args.kinds.split(",") if k != "lmdl" or n <= parse_size(args.skip_lmdl_above)]
-            res = {k: run_child(["--child", "prenum", "--kind", k, "--pool", str(pool), "--tokens", str(n),
-                                 "--epochs", str(epochs), *common]) for k in kinds}
+            runs = {k: [] for k in kinds}
+            for _ in range(args.repeats):                 # alternate the loaders, so load hits both alike
+                for k in kinds:
+                    runs[k].append(run_child(["--child", "prenum", "--kind", k, "--pool", str(pool), "--tokens",
+                                              str(n), "--epochs", str(epochs), *common]))
+            res = {k: median_run(v) for k, v in runs.items()}
             print(f"--- {size} tokens")
             for k, r in res.items():
                 if "error" in r:

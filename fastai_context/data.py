@@ -200,8 +200,9 @@ class ContextLanguageModelLoader(LMDataLoader):
 
     Memory: one flat token array (`TokenDocuments`, shared with `new()` loaders) plus, per epoch,
     three int64 arrays over documents (the order, where each placed document ends in the stream,
-    and its offset into the token array). Nothing per token is built per epoch: each batch finds
-    the document of each position with one `searchsorted` over the documents' stream ends.
+    and its offset into the token array). Nothing per token is built per epoch: batches find the
+    document of each position from the documents' stream ends (`_span`), 16 batches at a time.
+    `lens` (checked against the documents) and `cache` (unused) are `LMDataLoader`'s arguments.
     """
 
     def __init__(self, dataset, context, lens=None, cache=2, bs=64, seq_len=72, num_workers=0,
@@ -313,9 +314,10 @@ class ContextLanguageModelLoader(LMDataLoader):
         if counts.any():
             # Mark the column where each next document starts (empty documents mark twice, so are skipped);
             # a running count of the marks gives every position's place in the stream.
-            row = np.repeat(np.arange(R), counts)                       # (n_starts,)
-            place = np.arange(len(row)) + np.repeat(first + 1 - (np.cumsum(counts) - counts), counts)
-            marks = np.bincount(row * n + (ends[place - 1] - p0[row]), minlength=R * n).reshape(R, n)
+            row = np.repeat(np.arange(R), counts)                       # (n_starts,) row of each document start
+            nxt = np.arange(len(row)) + np.repeat(first + 1 - (np.cumsum(counts) - counts), counts)
+            col = ends[nxt - 1] - p0[row]                               # (n_starts,) column where place nxt starts
+            marks = np.bincount(row * n + col, minlength=R * n).reshape(R, n)
             place = first[:, None] + np.cumsum(marks, 1)                # (R, n)
         else:
             place = np.broadcast_to(first[:, None], (R, n))
