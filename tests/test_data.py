@@ -411,3 +411,11 @@ def test_test_dl_refuses_a_list_and_blank_texts(spotify_dls):
     rows = ", ".join(str(i) for i in sorted(bad.index[[2, 5]].tolist()))
     with pytest.raises(ValueError, match=rf"empty after tokenization in rows \[{rows}\]"):
         dls.test_dl(bad)
+
+
+def test_from_df_says_so_when_fastais_pipeline_changes(monkeypatch):
+    "If fastai's text pipeline no longer has the expected shape, from_df fails loudly instead of going slow."
+    import fastai_context.data as data
+    monkeypatch.setattr(data, "_tokenized_df_ids", lambda dataset: None)
+    with pytest.raises(RuntimeError, match="fastai's TextBlock pipeline"):
+        build(small_df())
