@@ -13,7 +13,8 @@ built and iterated in its own child process (so peak RSS is its own): constructi
 the first batch, batches/s over a whole epoch including the per-epoch document shuffle, and peak
 RSS (VmHWM; reset once the input exists, so the input's own building does not count, but its
 resident size does). Runs alternate between the loaders. `ours-flat` / `ours-mmap` hand the loader
-a `TokenDocuments` (one int32 array, or a memory-mapped file) instead of the list of tensors.
+a `TokenDocuments` (one int32 array, or a memory-mapped file) instead of the list of tensors;
+`ours-fast` is `ours` with `fastai_order=False` (a numpy shuffle instead of Python's).
 
 from_df mode: `ContextTextDataLoaders.from_df` against fastai's `TextDataLoaders.from_df(..., is_lm=True)`
 on the same DataFrame (same mixed documents, energy as context), each in a child process: end-to-end
@@ -115,7 +116,7 @@ def child_prenum(args) -> dict:
     flat, lens, energy = synthetic(Path(args.pool), args.tokens)
     context = torch.from_numpy(energy)[:, None]
     folder = None
-    if args.kind in ("lmdl", "ours"):           # a plain PyTorch workflow's input: one int64 tensor per document
+    if args.kind in ("lmdl", "ours", "ours-fast"):   # a plain PyTorch workflow's input: one int64 tensor per document
         data = list(torch.from_numpy(flat.astype(np.int64)).split(lens.tolist()))
     elif args.kind == "ours-flat":
         data = TokenDocuments(flat, lens)
@@ -132,7 +133,8 @@ def child_prenum(args) -> dict:
     if args.kind == "lmdl":
         dl = LMDataLoader(data, bs=args.bs, seq_len=args.seq_len, shuffle=True)
     else:
-        dl = ContextLanguageModelLoader(data, context, bs=args.bs, seq_len=args.seq_len, shuffle=True)
+        dl = ContextLanguageModelLoader(data, context, bs=args.bs, seq_len=args.seq_len, shuffle=True,
+                                        fastai_order=args.kind != "ours-fast")
     build = time.perf_counter() - start
     ttfb, rates = None, []
     for _ in range(args.epochs):
@@ -225,7 +227,7 @@ def main():
     p.add_argument("--epochs", type=int, default=None, help="epochs timed per run (default: about 1000 batches)")
     p.add_argument("--repeats", type=int, default=1, help="runs per loader, alternating; medians are reported")
     p.add_argument("--skip-lmdl-above", default="50M", help="no LMDataLoader run above this many tokens")
-    p.add_argument("--kinds", default="lmdl,ours", help="loaders to run: lmdl, ours, ours-flat, ours-mmap")
+    p.add_argument("--kinds", default="lmdl,ours", help="loaders to run: lmdl, ours, ours-fast, ours-flat, ours-mmap")
     p.add_argument("--from-df", default=None, help="from_df mode at this many words, e.g. 1M")
     p.add_argument("--n-workers", type=int, default=None)
     p.add_argument("--profile", action="store_true", help="cProfile our from_df (slows the forked tokenizers too)")

@@ -419,3 +419,27 @@ def test_from_df_says_so_when_fastais_pipeline_changes(monkeypatch):
     monkeypatch.setattr(data, "_tokenized_df_ids", lambda dataset: None)
     with pytest.raises(RuntimeError, match="fastai's TextBlock pipeline"):
         build(small_df())
+
+
+def test_numpy_shuffle_option_keeps_the_layout_and_is_seeded():
+    "fastai_order=False: a numpy shuffle, still every token once per epoch and fixed by set_seed / shuffle_seed."
+    docs, owner = unique_docs(300, seed=6)
+    context = owner.new_tensor(range(300)).float()[:, None]
+    runs = []
+    for _ in range(2):                                              # same seed, same batches
+        set_seed(1)
+        dl = ContextLanguageModelLoader(docs, context, bs=4, seq_len=9, shuffle=True, fastai_order=False)
+        runs.append([torch.cat([x.flatten(), c.flatten()]) for x, c, _ in dl])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    orders = []
+    for _ in range(2):
+        batches = list(dl)
+        toks = torch.cat([x.flatten() for x, _, _ in batches])
+        assert len(toks) == len(set(toks.tolist())) == dl.bs * dl.bl
+        assert all(torch.equal(c[..., 0], owner[x].float()) for x, c, _ in batches)
+        orders.append(dl.items.idxs.copy())
+    assert not np.array_equal(*orders) and not dl.new().fastai_order
+    full = ContextLanguageModelLoader(docs, context, bs=4, seq_len=9, shuffle=True, shuffle_seed=2, fastai_order=False)
+    half = ContextLanguageModelLoader(docs, context, bs=2, seq_len=9, shuffle=True, shuffle_seed=2, fastai_order=False,
+                                      rank=1, world_size=2)
+    assert all(torch.equal(x[2:], h) for (x, _, _), (h, _, _) in zip(full, half))
