@@ -1,11 +1,12 @@
 """ContextLanguageModelLoader against fastai's LMDataLoader: speed, build time and memory, same data, same run.
 
 Usage:
-  python bench/loader.py [--sizes 0.2M,2M,20M,100M] [--corpus mixed|names|lyrics] [--bs 64] [--seq-len 72]
-  python bench/loader.py --from-df 1M [--n-workers 2] [--profile]
+  python bench/loader.py [--sizes 0.2M,2M,20M,100M] [--corpus mixed|names|lyrics] [--repeats 3]
+                         [--kinds lmdl,ours,ours-fast,ours-flat,ours-mmap] [--bs 64] [--seq-len 72]
+  python bench/loader.py --from-df 1M [--n-workers 2] [--skip-epoch] [--profile]
 
 Pre-numericalized mode (default): a synthetic corpus of the requested size is made by repeating, in
-random order, real documents: the Spotify track names (about 7.5 tokens each) and the Billboard
+random order, real documents: the Spotify track names (about 5 tokens each) and the Billboard
 lyrics (about 330 tokens each). Documents are tokenized once with a plain regex word splitter (the
 loader never sees strings; only realistic lengths and ids matter) and handed to both loaders as
 what a plain PyTorch workflow holds: a list of int64 id tensors, one per document. Each loader is
