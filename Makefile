@@ -22,8 +22,9 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile -q tests
 
-# `make demo`: the whole workflow on the real Spotify tracks, every step's run folder inside DEMO_DIR.
-# Data: the folder FASTAI_CONTEXT_DATA if it exists, else the checksummed public download.
+# `make demo`: the whole workflow on real data (the energy LM on the Billboard lyrics, the VAE on
+# Spotify titles), every step's run folder inside DEMO_DIR.
+# Data: the folder FASTAI_CONTEXT_DATA if it exists, else the checksummed public downloads.
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 DEMO_CLI := $(VENV)/bin/fastai-context
 

@@ -7,9 +7,13 @@ depend on the weights, so neither is trained. Timed in one run:
   * the blog's draw: 10,000 words as 100 samples of 100 words, generated as one batch;
   * fastai's `LMLearner.predict` for `--predict-words` words (it re-runs the growing text per word);
   * a naive loop feeding one token at a time through fastai's model, carrying its hidden state;
-  * one stream of 250..2000 words, to show the cost per word stays flat (linear in n_words).
+  * one stream of 250..2000 words, to show the cost per word stays flat (linear in n_words);
+  * classifier-free guidance (`guidance=3`, the mean context as negative): the blog's draw guided
+    against unguided, taking turns `--rounds` times so that noise from a shared machine hits both
+    alike; the cost ratio per word is the median of the per-round ratios (goal <= 2.2x).
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -41,13 +45,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--predict-words", type=int, default=500)
     p.add_argument("--config", choices=["cpu", "fastai"], default="cpu")
+    p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     torch.set_num_threads(1)
     df = datasets.spotify_tracks(dedupe=True).dropna(subset=["track_name"])
     dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", seed=0)
     config = context_lm_config if args.config == "cpu" else awd_lstm_lm_config
     ours = context_language_model_learner(dls, config=config)
-    plain_cfg = {k: v for k, v in config.items() if k != "context_proj"}
+    plain_cfg = {k: v for k, v in config.items() if not k.startswith("context_")}
     plain_dls = TextDataLoaders.from_df(df, text_col="track_name", is_lm=True, valid_pct=0.1, seed=0,
                                         text_vocab=dls.vocab)
     plain = language_model_learner(plain_dls, AWD_LSTM, config=plain_cfg, pretrained=False)
@@ -76,6 +81,20 @@ def main():
     for n in (250, 500, 1000, 2000):
         t, _ = timed(lambda: ours.generate({"energy": 0.5}, n, seed=0, no_bar=True))
         print(f"  n_words={n:5d}: {t:6.3f} s, {t / n * 1e3:.3f} ms/word")
+    print("classifier-free guidance, 100 samples x 100 words:")
+    guidance_cost(ours, args.rounds)
+
+
+def guidance_cost(learn, rounds: int) -> None:
+    "Guided (two contexts as one batch of 2 x 100 streams) vs unguided generation of 10,000 words."
+    ratios = []
+    for r in range(rounds):
+        t1, _ = timed(lambda: learn.generate({"energy": 1.0}, 100, n_samples=100, seed=r, no_bar=True))
+        tg, _ = timed(lambda: learn.generate({"energy": 1.0}, 100, n_samples=100, seed=r, no_bar=True, guidance=3.))
+        ratios.append(tg / t1)
+        print(f"  round {r}: unguided {t1:.2f} s, guided {tg:.2f} s ({t1 / 10:.3f} vs {tg / 10:.3f} ms/word): {tg / t1:.2f}x")
+    print(f"guidance cost per word vs unguided: median {statistics.median(ratios):.2f}x over {rounds} rounds "
+          "(goal <= 2.2x)")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main():
     dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", bs=args.bs, seq_len=args.seq_len, seed=0)
     config = context_lm_config if args.config == "cpu" else awd_lstm_lm_config
     ours = context_language_model_learner(dls, config=config)
-    plain_cfg = {k: v for k, v in config.items() if k != "context_proj"}
+    plain_cfg = {k: v for k, v in config.items() if not k.startswith("context_")}   # fastai's AWD_LSTM keys only
     plain = LMLearner(dls, PlainOnContextBatches(*get_language_model(AWD_LSTM, len(dls.vocab), config=plain_cfg)),
                       loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split)
     n_params = lambda learn: sum(p.numel() for p in learn.model.parameters())

@@ -10,7 +10,7 @@ from . import datasets
 # --- learner (issue 3) ---
 from .models import ContextAWD_LSTM, ContextSequentialRNN, context_lm_config, get_context_language_model
 from .generation import ContextLSTMSampler
-from .learner import ContextLMLearner, context_language_model_learner
+from .learner import ContextDropout, ContextGainReport, ContextLMLearner, context_language_model_learner
 
 # --- audio features (issue 5) ---
 from .sources import (FileFeatures, MatchReport, ReccoBeatsError, ReccoBeatsFeatures, ReccoBeatsRateLimitError,
@@ -18,7 +18,7 @@ from .sources import (FileFeatures, MatchReport, ReccoBeatsError, ReccoBeatsFeat
                       add_audio_features, parse_review_title)
 
 # --- analysis (issue 4) ---
-from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, distinctive_words, plot_word_clouds,
+from .analysis import (BLOG_COLORS, ControllabilityReport, controllability, distinct_n, distinctive_words, plot_word_clouds,
                        word_cloud, word_counts)
 
 # --- workflow (issue 7) ---

@@ -26,7 +26,7 @@ from fastai.text.learner import decode_spec_tokens
 from .text import BOS, PAD, SPECIAL_TOKENS
 
 __all__ = ["word_counts", "distinctive_words", "word_cloud", "plot_word_clouds", "controllability",
-           "ControllabilityReport", "BLOG_COLORS"]
+           "ControllabilityReport", "BLOG_COLORS", "distinct_n"]
 
 #: The blog's word-cloud colours (two ends of matplotlib's viridis).
 BLOG_COLORS = {"high": "#3BBB75", "low": "#471164"}
@@ -298,14 +298,29 @@ class ControllabilityReport:
     ratio: float                      # separation / real_separation
     samples: dict                     # conditioning value -> generated documents
     regressor: Any
+    guidance: float = 1.              # classifier-free guidance the samples were drawn with
+    distinct_1: float = math.nan      # distinct unigrams / unigrams, averaged over the values (Li et al. 2016)
+    distinct_2: float = math.nan      # distinct bigrams / bigrams, likewise
+    fluency_perplexity: float = math.nan   # perplexity of all samples under the model at the mean context
+    mean_length: float = math.nan     # mean tokens per generated document: tokens / documents begun (NaN: none)
+    real_mean_length: float = math.nan     # mean tokens per real text
 
     def __repr__(self) -> str:
         table = self.table.to_string(float_format=lambda v: f"{v:.4g}")
-        return (f"controllability of {self.feature!r}\n{table}\n"
+        return (f"controllability of {self.feature!r} at guidance {self.guidance:g}\n{table}\n"
                 f"Spearman(value, prediction) = {self.spearman:.3f} (p = {self.spearman_pvalue:.2g}); "
                 f"on real texts {self.real_spearman:.3f}\n"
                 f"separation {self.separation:.4g} vs real top/bottom decile {self.real_separation:.4g}: "
-                f"ratio {self.ratio:.3f}")
+                f"ratio {self.ratio:.3f}\n"
+                f"distinct-1 {self.distinct_1:.3f}, distinct-2 {self.distinct_2:.3f}; fluency perplexity "
+                f"{self.fluency_perplexity:.4g} (the model at the mean context); mean document length "
+                f"{self.mean_length:.4g} tokens generated vs {self.real_mean_length:.4g} real")
+
+    def summary(self) -> dict:
+        "The scalar results, e.g. for a JSON file or a table row."
+        return {k: getattr(self, k) for k in ("feature", "guidance", "spearman", "spearman_pvalue", "separation",
+                                              "real_spearman", "real_separation", "ratio", "distinct_1",
+                                              "distinct_2", "fluency_perplexity", "mean_length", "real_mean_length")}
 
 
 def _default_regressor():
@@ -381,10 +396,23 @@ def _documents(sample: str) -> list[str]:
     return [p for p in pieces if _bag_of_words(p)]
 
 
+def _text_tokens(text: str) -> list[str]:
+    "The tokens diversity and length are counted on: words, numbers and punctuation, no special tokens."
+    return [t for t in _tokens(text) if t not in _SPECIAL]
+
+
+def distinct_n(texts: Iterable[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016, "A Diversity-Promoting Objective Function for Neural
+    Conversation Models"): distinct n-grams over all n-grams of `texts` (n-grams do not cross texts)."""
+    grams = [tuple(toks[i:i + n]) for toks in map(_text_tokens, texts) for i in range(len(toks) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else math.nan
+
+
 def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.9), n_words: int = 2000,
                     real_texts: Iterable[str] | None = None, real_values: Iterable[float] | None = None,
                     regressor=None, context: Mapping[str, Any] | None = None, n_samples: int = 20,
-                    seed: int | None = 0, cv: int = 5, **generate_kwargs) -> ControllabilityReport:
+                    seed: int | None = 0, cv: int = 5, guidance: float = 1., negative: Mapping[str, Any] | None = None,
+                    fluency: bool = True, **generate_kwargs) -> ControllabilityReport:
     """Does conditioning on `feature` control the text? Generate `n_words` tokens at each of
     `values` with `learn.generate`, and score the generated documents with a bag-of-words regressor
     trained on real held-out texts to predict `feature`.
@@ -402,8 +430,15 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
     one (`learn.generate(..., doc_sep=...)`), so the regressor scores generated documents of the
     lengths the model learned, like the real ones. Other context columns are held at `context`
     (numeric ones default to their training mean). `seed` is reused at every value (common random
-    numbers: only the context differs); `generate_kwargs` (temperature, top_k, top_p) go to
-    `learn.generate`."""
+    numbers: only the context differs); `guidance`, `negative` and `generate_kwargs` (temperature,
+    top_k, top_p) go to `learn.generate`.
+
+    Beside the control scores, the report says what the samples cost: their diversity (distinct-1
+    and distinct-2 per value, averaged), their fluency (with `fluency`, the perplexity of all
+    samples under the same model at the mean context, unguided: guidance that derails the text
+    raises it), and the mean length of the generated documents (tokens generated per new document the
+    model began, which is not biased towards short documents as the finished ones are) against the
+    real texts'."""
     from scipy.stats import spearmanr
     encoder = learn.dls.context_encoder
     fixed = _generation_context(encoder, feature, context)
@@ -431,15 +466,24 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
     real_separation = float(real_pred[real_values >= hi].mean() - real_pred[real_values <= lo].mean())
 
     samples, rows, pairs = {}, [], []
+    n_tokens, n_starts = 0, 0
+    neg = None if negative is None else {**fixed, **negative}
     for v in values:
         texts = learn.generate({**fixed, feature: v}, n_words=math.ceil(n_words / n_samples), n_samples=n_samples,
-                               seed=seed, doc_sep=f" {BOS} ", **generate_kwargs)
+                               seed=seed, doc_sep=f" {BOS} ", guidance=guidance, negative=neg, **generate_kwargs)
         docs = [d for t in texts for d in _documents(t)]
         if not docs:
             raise ValueError(f"the learner generated no words at {feature}={v} (only special tokens or punctuation)")
+        # Mean length as tokens per document boundary drawn (a renewal estimate): the documents a
+        # stream finishes are biased short when streams are shorter than real documents.
+        for t in texts:
+            pieces = re.split(rf"(?:^|\s){BOS}(?=\s|$)", t)
+            n_starts += len(pieces) - 1
+            n_tokens += sum(len(_text_tokens(p)) for p in pieces)
         pred = np.asarray(regressor.predict(docs), dtype=float)
         samples[v] = docs
-        rows.append({feature: v, "n_docs": len(docs), "mean_prediction": pred.mean(), "std_prediction": pred.std()})
+        rows.append({feature: v, "n_docs": len(docs), "mean_prediction": pred.mean(), "std_prediction": pred.std(),
+                     "distinct_1": distinct_n(docs, 1), "distinct_2": distinct_n(docs, 2)})
         pairs += [(v, p) for p in pred]
     table = pd.DataFrame(rows).set_index(feature)
     cond, pred = np.array(pairs).T
@@ -453,5 +497,11 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
         ratio = math.nan
     else:
         ratio = separation / real_separation
+    all_docs = [d for docs in samples.values() for d in docs]
+    fluency_ppl = float(learn.text_perplexity(all_docs)) if fluency else math.nan
     return ControllabilityReport(feature, table, float(rho.statistic), float(rho.pvalue), separation, real_spearman,
-                                 real_separation, ratio, samples, regressor)
+                                 real_separation, ratio, samples, regressor, guidance=float(guidance),
+                                 distinct_1=float(table.distinct_1.mean()), distinct_2=float(table.distinct_2.mean()),
+                                 fluency_perplexity=fluency_ppl,
+                                 mean_length=n_tokens / n_starts if n_starts else math.nan,
+                                 real_mean_length=float(np.mean([len(_text_tokens(t)) for t in real_texts])))

@@ -101,7 +101,7 @@ COMMON = {"seed": (42, "random seed: data split, shuffling, initial weights, sam
 
 LM_DATA = {
     "data": ("spotify", "'spotify' (the TidyTuesday Spotify tracks, from $FASTAI_CONTEXT_DATA or the checksummed "
-                        "download) or the path of a CSV file"),
+                        "download), 'lyrics' (the Billboard lyrics with Spotify features) or the path of a CSV file"),
     "text_col": ("track_name", "text column"),
     "context_cols": (["energy"], "context columns (numeric or categorical), comma separated"),
     "n_docs": (0, "use a random sample of this many documents (0: all)"),
@@ -148,8 +148,9 @@ def _existing_path(cfg: Mapping, key: str, what: str) -> Path:
 
 def _read_documents(cfg: Mapping) -> pd.DataFrame:
     "The documents of `cfg['data']` with a text, checked to hold the text and context columns."
-    if cfg["data"] == "spotify":
-        df = datasets.spotify_tracks(dedupe=True)
+    readers = {"spotify": lambda: datasets.spotify_tracks(dedupe=True), "lyrics": lambda: datasets.billboard_lyrics()}
+    if cfg["data"] in readers:
+        df = readers[cfg["data"]]()
     else:
         try:
             df = pd.read_csv(cfg["data"])
@@ -228,9 +229,15 @@ TRAIN_LM = {
     "epochs": (4, "epochs of fit_one_cycle"),
     "lr": (3e-3, "maximum learning rate of the one-cycle schedule"),
     "wd": (0.1, "weight decay"),
+    "context_dropout": (0.0, "probability that a training document's context is replaced by the training mean in an "
+                             "epoch (ContextDropout: trains the model for guided generation)"),
     "perplexity": (True, "after training, write validation perplexity with true, shuffled and mean context"),
+    "within": ("", "data column whose groups also get a within-group shuffle in perplexity.json, with a paired "
+                   "bootstrap over documents (e.g. decade; '': none)"),
     "sample_words": (40, "after training, write a sample of this many words at the 5th and 95th percentile of "
                          "the first context column (its first two categories if categorical; 0: none)"),
+    "sample_values": ([], "values of the first context column for the samples (default: its 5th and 95th percentile)"),
+    "n_sample_texts": (1, "samples per value"),
     **COMMON,
 }
 
@@ -261,7 +268,8 @@ def train_lm(cfg: dict, run_dir: Path, resume: bool = False) -> None:
                                          bs=cfg["bs"], seq_len=cfg["seq_len"], seed=cfg["seed"],
                                          min_freq=cfg["min_freq"], shuffle_seed=cfg["seed"], path=run_dir)
     arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"])
-    learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run_dir, model_dir=".")
+    learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run_dir, model_dir=".",
+                                           context_dropout=cfg["context_dropout"])
     _echo(f"{len(df)} documents, vocabulary of {len(dls.vocab)}, context {dls.context_encoder.feature_names}")
     _fit(learn, cfg, run_dir, resume)
     if rank_distrib():
@@ -270,16 +278,23 @@ def train_lm(cfg: dict, run_dir: Path, resume: bool = False) -> None:
     with atomic_path(run_dir / VALID_CSV) as tmp:
         df.loc[df[VALID_COL], [cfg["text_col"], *cfg["context_cols"]]].to_csv(tmp, index=False)
     if cfg["perplexity"]:
-        ppl = learn.context_perplexity(seed=cfg["seed"])
+        gain = learn.context_gain(within=cfg["within"] or None, seed=cfg["seed"], n_boot=1000)
+        ppl = {"true": float(gain.table.ppl_true.iloc[0]), **gain.table.ppl_other.to_dict()}
         _write_json(run_dir / "perplexity.json", ppl)
-        _echo("validation perplexity with true / shuffled / mean context: "
-              + " / ".join(f"{ppl[k]:.2f}" for k in ("true", "shuffled", "mean")))
+        with atomic_path(run_dir / "context_gain.csv") as tmp:      # gains, bootstrap CIs and p-values
+            gain.table.to_csv(tmp)
+        keys = [k for k in ("true", "shuffled", "shuffled_within", "mean") if k in ppl]
+        _echo(f"validation perplexity with {' / '.join(keys)} context: " + " / ".join(f"{ppl[k]:.2f}" for k in keys))
+        _echo(str(gain))
     if cfg["sample_words"]:
         enc, col = dls.context_encoder, cfg["context_cols"][0]
         base = enc.decode(enc.mean_context())
-        values = df[col].quantile([0.05, 0.95]).round(3).tolist() if col in enc.numeric else enc.categories[col][:2]
-        lines = [f"{col}={v}: " + learn.generate({**base, col: v}, cfg["sample_words"], seed=cfg["seed"], no_bar=True)[0]
-                 for v in values]
+        values = cfg["sample_values"] or (df[col].quantile([0.05, 0.95]).round(3).tolist() if col in enc.numeric
+                                          else enc.categories[col][:2])
+        values = [float(v) for v in values] if col in enc.numeric else values
+        lines = [f"{col}={v}: " + text.replace("\n", " / ") for v in values
+                 for text in learn.generate({**base, col: v}, cfg["sample_words"], n_samples=cfg["n_sample_texts"],
+                                            seed=cfg["seed"], no_bar=True)]
         _write_text(run_dir / "samples.txt", "\n\n".join(lines) + "\n")
         _echo("\n".join(lines))
 
@@ -296,6 +311,8 @@ GENERATE = {
     "temperature": (1.0, "sampling temperature"),
     "top_k": (0, "sample among the k most likely words (0: all)"),
     "top_p": (1.0, "nucleus sampling: smallest set of words with this much probability (1.0: all)"),
+    "guidance": (1.0, "classifier-free guidance against the training-mean context (1: the model alone); the "
+                      "controllability report is then made at guidance 1 and at this guidance"),
     "controllability_words": (2000, "words per value for the controllability report (0: skip it)"),
     **COMMON,
 }
@@ -328,7 +345,7 @@ def generate(cfg: dict, run_dir: Path) -> None:
     for v in cfg["values"]:
         ctx = {**base, **cfg["context"], cfg["feature"]: v}
         texts = learn.generate(ctx, per_sample, n_samples=cfg["n_samples"], seed=cfg["seed"], doc_sep=" / ",
-                               **sample_kw)
+                               guidance=cfg["guidance"], **sample_kw)
         path = run_dir / "samples" / f"{_value_name(cfg['feature'], v)}.txt"
         _write_text(path, "\n\n".join(texts) + "\n")
         _echo(f"{cfg['feature']}={v}: {len(texts)} samples of {per_sample} words -> {path}\n  {texts[0][:300]}")
@@ -340,11 +357,13 @@ def generate(cfg: dict, run_dir: Path) -> None:
                               "set controllability_words=0")
         real = pd.read_csv(model_dir / VALID_CSV)
         text_col = read_config(model_dir)[1]["text_col"]
-        report = controllability(learn, cfg["feature"], values=sorted(cfg["values"]), seed=cfg["seed"],
-                                 n_words=cfg["controllability_words"], context=cfg["context"] or None,
-                                 real_texts=real[text_col].astype(str), real_values=real[cfg["feature"]], **sample_kw)
-        _write_text(run_dir / "controllability.txt", str(report) + "\n")
-        _echo(str(report))
+        reports = [controllability(learn, cfg["feature"], values=sorted(cfg["values"]), seed=cfg["seed"],
+                                   n_words=cfg["controllability_words"], context=cfg["context"] or None,
+                                   real_texts=real[text_col].astype(str), real_values=real[cfg["feature"]],
+                                   guidance=g, no_bar=True, **sample_kw)
+                   for g in sorted({1.0, float(cfg["guidance"])})]
+        _write_text(run_dir / "controllability.txt", "\n\n".join(map(str, reports)) + "\n")
+        _echo("\n\n".join(map(str, reports)))
 
 
 # ------------------------------------------------------------------------------------ wordclouds
@@ -517,7 +536,7 @@ def _sweep(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------ main
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("train-lm", "train a context-conditioned language model (AWD-LSTM)", TRAIN_LM, train_lm, resumable=True,
-            inputs={"data": "data file"}, builtin_data=("spotify",), limits=TRAIN_LM_LIMITS, check_data=check_lm_data),
+            inputs={"data": "data file"}, builtin_data=("spotify", "lyrics"), limits=TRAIN_LM_LIMITS, check_data=check_lm_data),
     Command("generate", "generate text at chosen context values; controllability report", GENERATE, generate,
             inputs={"model": "trained model (a train-lm run folder or its model.pkl)"}, limits=GENERATE_LIMITS),
     Command("wordclouds", "word clouds side by side and distinctive words of a generate run", WORDCLOUDS, wordclouds,

@@ -4,13 +4,16 @@ fastai's `LMLearner.predict` re-runs the whole growing text for every new word (
 in the number of words), and its `WeightDropout` clones each hidden-to-hidden matrix on
 every forward even in eval mode. `ContextLSTMSampler` instead reads the eval-mode weights
 once, carries the LSTM state forward one token at a time for all streams as one batch, and
-folds the (constant) context of each stream into the first layer's gate bias, so a step
-costs two small matmuls per layer plus the decoder.
+folds the (constant) context of each stream into the gate bias of every layer that reads
+it, so a step costs two small matmuls per layer plus the decoder. Classifier-free guidance
+runs the negative context as extra rows of the same batch.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
+from numbers import Real
 
 import torch
 from fastprogress.fastprogress import progress_bar
@@ -40,25 +43,47 @@ class ContextLSTMSampler:
 
     `context` is `(n_streams, n_context)` (encoded, one row per stream). The state starts at
     zero, like `model.reset()`; `feed(tokens)` advances every stream by one token and returns
-    the next-token logits `(n_streams, vocab)`."""
+    the next-token logits `(n_streams, vocab)`.
+
+    Classifier-free guidance (Sanchez et al. 2023, "Stay on topic with Classifier-Free
+    Guidance"; Ho & Salimans 2022 for diffusion): with `negative` `(n_streams, n_context)` and
+    `guidance` g, each stream also runs at its negative context c0 (extra rows of the same
+    batch, fed the same tokens) and `feed` returns `l(x|c0) + g * (l(x|c) - l(x|c0))`. g = 1 is
+    the model alone (the negative streams are then not run at all), g > 1 pushes the text further
+    from c0 than the model would go by itself."""
 
     @torch.no_grad()
-    def __init__(self, model: ContextSequentialRNN, context: torch.Tensor):
+    def __init__(self, model: ContextSequentialRNN, context: torch.Tensor, negative: torch.Tensor | None = None,
+                 guidance: float = 1.):
         encoder, decoder = model[0], model[1].decoder
         if encoder.n_dir != 1:
             raise ValueError("generation needs a unidirectional model (bidir=False)")
+        if isinstance(guidance, bool) or not isinstance(guidance, Real) or not math.isfinite(guidance):
+            raise ValueError(f"guidance={guidance!r} must be a finite number (1: no guidance)")
         self.emb = encoder.encoder.weight.detach()
-        device, n = self.emb.device, context.shape[0]
-        emb_sz, self.layers = self.emb.shape[1], []
+        device, self.n_streams = self.emb.device, context.shape[0]
+        self.guidance = float(guidance)
+        if negative is not None and self.guidance != 1.:
+            if tuple(negative.shape) != tuple(context.shape):
+                raise ValueError(f"negative has shape {tuple(negative.shape)}; expected {tuple(context.shape)}, "
+                                 "one negative context row per stream")
+            context = torch.cat([context, negative.to(context)])     # rows n.. are the negative streams
+        else:
+            self.guidance = 1.
+        n, self.layers, self.ctx_bias = context.shape[0], [], []
+        ctx_in = encoder.context_input(context.to(device))
+        reads = getattr(encoder, "reads_context", lambda l: l == 0)
         for l, rnn in enumerate(encoder.rnns):
             lstm = rnn.module
             w_ih = lstm.weight_ih_l0.detach()
             w_hh = getattr(rnn, "weight_hh_l0_raw", lstm.weight_hh_l0).detach()   # WeightDropout's eval weight
             bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
-            if l == 0:   # the context part of layer 0's input is constant per stream: fold it into the bias once
-                ctx_in = encoder.context_input(context.to(device))
-                self.first_bias = torch.addmm(bias, ctx_in, w_ih[:, emb_sz:].t())
-                w_ih = w_ih[:, :emb_sz]
+            if reads(l):   # the context part of this layer's input is constant per stream: fold it into the bias once
+                in_sz = w_ih.shape[1] - ctx_in.shape[1]
+                self.ctx_bias.append(torch.addmm(bias, ctx_in, w_ih[:, in_sz:].t()))   # (n, 4 * n_hid)
+                w_ih = w_ih[:, :in_sz]
+            else:
+                self.ctx_bias.append(None)
             self.layers.append(_Layer(w_ih, w_hh, bias))
         self.dec_w_t = decoder.weight.detach().t().contiguous()
         self.dec_b = torch.zeros(self.dec_w_t.shape[1], device=device) if decoder.bias is None else decoder.bias.detach()
@@ -67,12 +92,28 @@ class ContextLSTMSampler:
     @torch.no_grad()
     def feed(self, tokens: torch.Tensor) -> torch.Tensor:
         "Advance every stream by `tokens` `(n_streams,)`; return next-token logits `(n_streams, vocab)`."
+        if self.guidance != 1.:
+            tokens = torch.cat([tokens, tokens])      # the negative streams read the same text
         x = self.emb[tokens]
         for k, layer in enumerate(self.layers):
-            h, c = layer.step(x, *self.state[k], bias=self.first_bias if k == 0 else None)
+            h, c = layer.step(x, *self.state[k], bias=self.ctx_bias[k])
             self.state[k] = (h, c)
             x = h
-        return torch.addmm(self.dec_b, x, self.dec_w_t)
+        logits = torch.addmm(self.dec_b, x, self.dec_w_t)
+        if self.guidance == 1.:
+            return logits
+        cond, neg = logits[:self.n_streams], logits[self.n_streams:]
+        return neg.add_(cond - neg, alpha=self.guidance)      # l(x|c0) + g * (l(x|c) - l(x|c0))
+
+    @torch.no_grad()
+    def score(self, ids: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of each token `ids[:, t]` for t >= 1 given the tokens before it,
+        `(n_streams, len - 1)`: the model (or the guided distribution) scoring a text."""
+        nll = []
+        for t in range(ids.shape[1] - 1):
+            logp = self.feed(ids[:, t]).float().log_softmax(dim=1)
+            nll.append(-logp.gather(1, ids[:, t + 1:t + 2]).squeeze(1))
+        return torch.stack(nll, dim=1) if nll else ids.new_zeros(ids.shape[0], 0, dtype=torch.float)
 
     def prime(self, prompt: torch.Tensor) -> torch.Tensor:
         "Feed a prompt `(n_streams, prompt_len)`; return the logits after its last token."
@@ -101,8 +142,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1., top_k: int | None
     `temperature` scales the logits; `top_k` keeps the k likeliest tokens; `top_p` keeps the
     smallest set whose probability reaches `top_p` (nucleus sampling); `min_p` drops tokens
     below that probability (fastai's `predict`); `banned` tokens are never drawn."""
-    if temperature <= 0:
-        raise ValueError(f"temperature={temperature} must be > 0")
+    if not temperature > 0 or not math.isfinite(temperature):    # also NaN, which compares False to everything
+        raise ValueError(f"temperature={temperature} must be a finite number > 0")
     logits = logits.float() / temperature
     if banned:
         logits[:, list(banned)] = -float("inf")

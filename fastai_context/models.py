@@ -1,5 +1,5 @@
-"""The context-conditioned AWD-LSTM: fastai's `AWD_LSTM` whose first LSTM layer reads
-`[word embedding ; context]` at every step.
+"""The context-conditioned AWD-LSTM: fastai's `AWD_LSTM` whose first LSTM layer (or every
+layer, `context_layers='all'`) reads `[input ; context]` at every step.
 
 Concatenating the context to every input (rather than, say, initializing the hidden state
 from it) is the blog's design: the model is reminded of the song's energy at each word, so
@@ -23,37 +23,65 @@ __all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "cont
 
 #: CPU-sized default: 200-d embeddings, 400 hidden units, 2 layers (about 14x fewer LSTM
 #: weights than fastai's 400/1152/3 `awd_lstm_lm_config`), with fastai's LM dropouts.
+#: The context options (measured in docs/benchmarks.md, "Energy ablation"):
+#: - `context_proj`: 0 feeds the encoded context as is; k > 0 learns a k-d projection of it first.
+#: - `context_act`: None keeps that projection linear; 'tanh' makes it a learned nonlinear context
+#:   embedding (a linear map of one number into k dims followed by another linear map is still linear
+#:   in that number: only a nonlinearity lets the model treat energy 0.2 and 0.8 differently in kind).
+#: - `context_layers`: 'first' concatenates the context to the first layer's input only (the blog's
+#:   design); 'all' to every layer's input, so upper layers need not carry it through the lower ones.
 context_lm_config = dict(emb_sz=200, n_hid=400, n_layers=2, pad_token=1, bidir=False, output_p=0.1,
                          hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True,
-                         out_bias=True, context_proj=0)
+                         out_bias=True, context_proj=0, context_act=None, context_layers="first")
 
 
 class ContextAWD_LSTM(AWD_LSTM):
     """fastai's `AWD_LSTM` taking a per-token context `(bs, seq_len, n_context)` next to the tokens.
 
     The first LSTM layer has `emb_sz + n_context` inputs (or `emb_sz + context_proj` with an
-    optional learned projection of the context, off by default). Input dropout applies to the
-    embeddings only: dropping context features would only add noise to the conditioning."""
+    optional learned projection of the context, off by default, made nonlinear by
+    `context_act='tanh'`); with `context_layers='all'` every layer reads the context beside its
+    input. Input dropout applies to the embeddings only: dropping context features would only add
+    noise to the conditioning (`ContextDropout` drops whole documents' contexts instead)."""
+
+    # Class defaults, so models pickled before these options existed still load and run.
+    context_act: str | None = None
+    context_layers: str = "first"
 
     def __init__(self, vocab_sz: int, emb_sz: int, n_hid: int, n_layers: int, n_context: int = 1,
-                 context_proj: int = 0, pad_token: int = 1, hidden_p: float = 0.2, input_p: float = 0.6,
+                 context_proj: int = 0, context_act: str | None = None, context_layers: str = "first",
+                 pad_token: int = 1, hidden_p: float = 0.2, input_p: float = 0.6,
                  embed_p: float = 0.1, weight_p: float = 0.5, bidir: bool = False):
         if n_context < 1:
             raise ValueError(f"n_context={n_context}: a context model needs at least one context feature")
+        if context_layers not in ("first", "all"):
+            raise ValueError(f"context_layers={context_layers!r}: pass 'first' (the blog's design) or 'all'")
+        if context_act not in (None, "tanh"):
+            raise ValueError(f"context_act={context_act!r}: pass None (linear) or 'tanh'")
+        if context_act is not None and not context_proj:
+            raise ValueError(f"context_act={context_act!r} acts on the learned projection: set context_proj > 0 too")
         self.n_context, self.context_sz = n_context, context_proj or n_context
-        # Set before AWD_LSTM.__init__, whose `_one_rnn` reads `context_sz` for layer 0.
+        self.context_act, self.context_layers = context_act, context_layers
+        # Set before AWD_LSTM.__init__, whose `_one_rnn` reads `context_sz` and `context_layers`.
         self.context_proj = nn.Linear(n_context, context_proj) if context_proj else None
         super().__init__(vocab_sz, emb_sz, n_hid, n_layers, pad_token=pad_token, hidden_p=hidden_p,
                          input_p=input_p, embed_p=embed_p, weight_p=weight_p, bidir=bidir)
 
+    def reads_context(self, l: int) -> bool:
+        "Whether layer `l` reads the context beside its input."
+        return l == 0 or self.context_layers == "all"
+
     def _one_rnn(self, n_in, n_out, bidir, weight_p, l):
-        "fastai's weight-dropped LSTM layer; layer 0 also reads the context."
-        return super()._one_rnn(n_in + self.context_sz if l == 0 else n_in, n_out, bidir, weight_p, l)
+        "fastai's weight-dropped LSTM layer, with the context's width added to the input of the layers that read it."
+        return super()._one_rnn(n_in + self.context_sz if self.reads_context(l) else n_in, n_out, bidir, weight_p, l)
 
     def context_input(self, context: torch.Tensor) -> torch.Tensor:
-        "What the first layer reads of the context: the features, or their learned projection."
+        "What the layers read of the context: the features, or their learned (linear or tanh) projection."
         context = context.as_subclass(torch.Tensor).float()
-        return context if self.context_proj is None else self.context_proj(context)
+        if self.context_proj is None:
+            return context
+        context = self.context_proj(context)
+        return torch.tanh(context) if self.context_act == "tanh" else context
 
     def forward(self, inp: torch.Tensor, context: torch.Tensor, from_embeds: bool = False) -> torch.Tensor:
         bs, sl = inp.shape[:2]
@@ -64,9 +92,12 @@ class ContextAWD_LSTM(AWD_LSTM):
             self._change_hidden(bs)
         emb = self.input_dp(inp if from_embeds else self.encoder_dp(inp))
         # fastai's typed tensors (LMTensorText...) refuse `torch.cat` with plain ones.
-        output = torch.cat([emb.as_subclass(torch.Tensor), self.context_input(context).to(emb.dtype)], dim=-1)
+        output = emb.as_subclass(torch.Tensor)
+        ctx = self.context_input(context).to(output.dtype)      # (bs, sl, context_sz)
         new_hidden = []
         for l, (rnn, hid_dp) in enumerate(zip(self.rnns, self.hidden_dps)):
+            if self.reads_context(l):
+                output = torch.cat([output, ctx], dim=-1)
             output, new_h = rnn(output, self.hidden[l])
             new_hidden.append(new_h)
             if l != self.n_layers - 1:

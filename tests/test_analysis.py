@@ -228,6 +228,10 @@ class _StandIn:
             streams.append(doc_sep.join(" ".join(d) for d in docs))
         return streams
 
+    def text_perplexity(self, texts, context=None):
+        self.scored = list(texts)
+        return 10.0
+
 
 @pytest.fixture(scope="module")
 def corpus():
@@ -254,6 +258,23 @@ def test_controllability_with_a_stand_in(corpus):
     flat = controllability(_StandIn(enc, ignore=True), "energy", n_words=500, real_texts=real.text,
                            real_values=real.energy)
     assert abs(flat.ratio) < 0.05 and (math.isnan(flat.spearman) or abs(flat.spearman) < 0.1)
+    # what the samples cost: diversity, fluency (scored by the learner on all samples), document length
+    assert 0 < r.distinct_1 < r.distinct_2 <= 1 and r.fluency_perplexity == 10.0
+    assert learn.scored == [d for v in (0.1, 0.5, 0.9) for d in r.samples[v]]
+    assert 4 < r.mean_length < 5.2 and 4 < r.real_mean_length < 5.2       # 3-6 words each
+    assert "distinct-2" in repr(r) and "fluency perplexity 10" in repr(r) and r.summary()["guidance"] == 1.
+    guided = controllability(learn, "energy", n_words=500, real_texts=real.text, real_values=real.energy,
+                             guidance=2.5, negative={"energy": 0.5})
+    assert learn.calls[-1]["guidance"] == 2.5 and learn.calls[-1]["negative"] == {"energy": 0.5}
+    assert guided.guidance == 2.5 and "at guidance 2.5" in repr(guided)
+
+
+def test_distinct_n_counts_distinct_ngrams_within_texts():
+    from fastai_context import distinct_n
+    assert distinct_n(["a b a b"], 1) == 0.5 and distinct_n(["a b a b"], 2) == 2 / 3
+    assert distinct_n(["a b", "b a"], 2) == 1.0              # n-grams do not cross texts
+    assert distinct_n(["xxbos xxmaj a a"], 1) == 0.5         # special tokens are not words
+    assert math.isnan(distinct_n(["a"], 2))
 
 
 def test_controllability_regressor_ceiling_on_real_spotify_names(tracks):
@@ -334,6 +355,7 @@ def test_controllability_of_a_real_learner_where_context_decides_the_words(corpu
     learn = _trained_learner(corpus)
     r = controllability(learn, "energy", n_words=600, no_bar=True)   # real texts: the validation split
     assert r.real_spearman > 0.8
+    assert 1 < r.fluency_perplexity < 30 and r.mean_length == pytest.approx(r.real_mean_length, rel=0.3)
     assert r.spearman > 0.75 and r.ratio > 0.8, str(r)
     assert r.table.mean_prediction.is_monotonic_increasing
     high = word_counts(r.samples[0.9])

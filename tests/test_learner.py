@@ -8,9 +8,12 @@ from fastai.text.learner import match_embeds
 from fastai.text.models.awdlstm import AWD_LSTM
 from fastai.text.models.core import get_language_model
 
-from fastai_context import ContextLMLearner, ContextTextDataLoaders, context_language_model_learner, context_lm_config
+from fastai_context import (ContextDropout, ContextLMLearner, ContextLSTMSampler, ContextTextDataLoaders,
+                            context_language_model_learner, context_lm_config)
+from fastai_context.text import SPECIAL_TOKENS
 
 TINY = dict(context_lm_config, emb_sz=32, n_hid=64)
+PLAIN_TINY = {k: v for k, v in TINY.items() if not k.startswith("context_")}     # fastai's AWD_LSTM keys
 HIGH = "loud fast rage storm fire power scream drive".split()
 LOW = "calm slow soft rain sleep quiet dream still".split()
 
@@ -24,7 +27,7 @@ def quiet_fit(learn, *args):
 def context_decides():
     "400 six-word documents: high energy draws from HIGH, low energy from LOW. Trained once."
     rng = np.random.default_rng(0)
-    rows = [dict(text=" ".join(rng.choice(HIGH if i % 2 else LOW, 6)),
+    rows = [dict(text=" ".join(rng.choice(HIGH if i % 2 else LOW, 6)), group="high" if i % 2 else "low",
                  energy=float(rng.uniform(0.8, 1.0) if i % 2 else rng.uniform(0.0, 0.2))) for i in range(400)]
     dls = ContextTextDataLoaders.from_df(pd.DataFrame(rows), "text", "energy", bs=16, seq_len=20, seed=0)
     torch.manual_seed(0)
@@ -111,8 +114,6 @@ def test_bad_context_at_generation_is_rejected(context_decides, tracks_dls):
         learn.generate({"energy": 0.5, "valence": 0.1}, 5)
     with pytest.raises(ValueError, match="must be a number"):
         learn.generate({"energy": "high"}, 5)
-    with pytest.raises(ValueError, match="needs a context"):
-        learn.generate(None, 5)
     with pytest.raises(KeyError, match="unknown context key"):
         learn.predict("fire", context={"valence": 0.3})
     genre = context_language_model_learner(tracks_dls, config=TINY)
@@ -148,7 +149,7 @@ def test_load_plain_lm_is_exact_at_start(tracks_dls, tmp_path, proj):
     torch.manual_seed(0)
     vocab = list(tracks_dls.vocab)
     plain_vocab = vocab[::-1] + ["unseenword"]
-    plain_cfg = {k: v for k, v in TINY.items() if k != "context_proj"}
+    plain_cfg = dict(PLAIN_TINY)
     plain = get_language_model(AWD_LSTM, len(plain_vocab), config=dict(plain_cfg))
     torch.save(plain.state_dict(), tmp_path / "plain.pth")
     learn = context_language_model_learner(tracks_dls, config=dict(TINY, context_proj=proj))
@@ -164,7 +165,7 @@ def test_load_plain_lm_is_exact_at_start(tracks_dls, tmp_path, proj):
 
 
 def test_load_plain_lm_rejects_another_architecture(tracks_dls):
-    wider = {k: v for k, v in TINY.items() if k != "context_proj"} | dict(emb_sz=48)
+    wider = PLAIN_TINY | dict(emb_sz=48)
     plain = get_language_model(AWD_LSTM, 10, config=wider)
     learn = context_language_model_learner(tracks_dls, config=TINY)
     with pytest.raises(ValueError, match="shape"):
@@ -183,3 +184,154 @@ def test_lr_find_runs(context_decides):
 def test_pretrained_needs_fastais_config(tracks_dls):
     with pytest.raises(ValueError, match="config='fastai'"):
         context_language_model_learner(tracks_dls, config=TINY, pretrained=True)
+
+
+# ------------------------------------------------------------------ issue 15: context in the model
+def test_generate_without_context_uses_the_training_mean_like_predict(context_decides):
+    learn = context_decides
+    mean = learn.context_encoder.decode(learn.context_encoder.mean_context())
+    kw = dict(n_words=20, n_samples=2, seed=0, no_bar=True)
+    assert learn.generate(None, **kw) == learn.generate(mean, **kw)
+    assert learn.generate(pd.DataFrame([{"energy": 0.9}]), **kw) == learn.generate({"energy": 0.9}, **kw)
+
+
+def test_guidance_one_is_exactly_the_unguided_sampler(context_decides):
+    "guidance=1 gives the same samples as the plain sampler, whatever the negative context."
+    learn = context_decides
+    kw = dict(n_words=30, n_samples=3, seed=5, no_bar=True)
+    base = learn.generate({"energy": 0.7}, **kw)
+    assert learn.generate({"energy": 0.7}, guidance=1.0, **kw) == base
+    assert learn.generate({"energy": 0.7}, guidance=1.0, negative={"energy": 0.0}, **kw) == base
+    # and the plain sampler on its own (what `generate` did before guidance existed) draws the same ids
+    prompt = torch.tensor(learn._tokenize("xxbos")).repeat(3, 1)
+    sampler = ContextLSTMSampler(learn.model.eval(), learn.context_encoder.encode({"energy": 0.7}).repeat(3, 1))
+    ids = sampler.sample(prompt, 30, generator=torch.Generator().manual_seed(5), no_bar=True,
+                         banned=learn.never_drawn())
+    assert [learn._decode(r) for r in torch.cat([prompt, ids], 1).tolist()] == base
+    assert learn.predict("fire", 10, context={"energy": 0.7}, seed=1, no_bar=True, guidance=1.) == \
+        learn.predict("fire", 10, context={"energy": 0.7}, seed=1, no_bar=True)
+
+
+def test_guidance_pushes_text_away_from_the_negative_context(context_decides):
+    learn = context_decides
+    share = lambda texts: np.mean([t in HIGH for t in " ".join(texts).lower().split()])
+    kw = dict(n_words=40, n_samples=10, seed=0, no_bar=True)
+    # at energy 0.5 the model mixes both vocabularies; guided away from energy 0.0 it says HIGH words
+    plain = share(learn.generate({"energy": 0.5}, **kw))
+    guided = share(learn.generate({"energy": 0.5}, guidance=4., negative={"energy": 0.0}, **kw))
+    assert guided > plain + 0.2 and guided > 0.8, (plain, guided)
+    assert share(learn.generate({"energy": 0.5}, guidance=4., negative={"energy": 1.0}, **kw)) < plain
+
+
+def test_no_special_token_but_the_allowed_ones_is_ever_generated(tracks_dls):
+    "An untrained model draws nearly uniformly: every token that can be drawn, will be."
+    torch.manual_seed(0)
+    learn = context_language_model_learner(tracks_dls, config=TINY)
+    banned = set(learn.never_drawn())
+    vocab = learn.dls.vocab
+    assert {vocab.index(t) for t in ("xxpad", "xxfld", "xxeos", "xxunk")} <= banned
+    assert not banned & {vocab.index(t) for t in ("xxbos", "xxmaj", "xxup", "xxrep", "xxwrep")}
+    row = learn.context_encoder.encode({"energy": 0.5, "playlist_genre": "rock"})
+    ids = np.array(learn._sample_ids(row, "xxbos", 20, 400, seed=0, no_bar=True, banned=sorted(banned)))
+    assert not set(ids.flatten().tolist()) & banned
+    drawn = {vocab[i] for i in ids.flatten()}
+    assert {"xxmaj", "xxup", "xxbos"} <= drawn            # they were drawn, next to other special tokens
+    texts = [learn._decode(r) for r in ids.tolist()]
+    words = " ".join(texts).split()
+    assert not [w for w in words if w.lower().startswith("xx") and w not in vocab], "a capitalised special token"
+    assert not [w for w in words if w in SPECIAL_TOKENS], "a special token in decoded text"
+
+
+def test_bad_generation_arguments_name_the_problem(context_decides):
+    learn = context_decides
+    with pytest.raises(ValueError, match="temperature=nan"):
+        learn.generate({"energy": 0.5}, 5, temperature=float("nan"))
+    with pytest.raises(ValueError, match="n_words=2.5"):
+        learn.generate({"energy": 0.5}, 2.5)
+    with pytest.raises(ValueError, match="n_samples=0"):
+        learn.generate({"energy": 0.5}, 5, n_samples=0)
+    with pytest.raises(ValueError, match="DataFrame with 3 rows"):
+        learn.generate(pd.DataFrame({"energy": [0.1, 0.5, 0.9]}), 5)
+    with pytest.raises(TypeError, match="mapping feature -> value"):
+        learn.generate(0.5, 5)
+    with pytest.raises(ValueError, match="n_words=-1"):
+        learn.predict("fire", -1)
+
+
+def test_fastai_apis_that_do_not_fit_say_what_to_call(context_decides):
+    from fastai.interpret import Interpretation
+    learn = context_decides
+    with pytest.raises(NotImplementedError, match=r"get_preds\(reorder=False\)"):
+        learn.get_preds()
+    with pytest.raises(NotImplementedError, match="get_preds"):
+        Interpretation.from_learner(learn)
+    with pytest.raises(NotImplementedError, match="show_batch.*generate"):
+        learn.show_results()
+    preds, targs = learn.get_preds(reorder=False)
+    assert preds.shape[:2] == targs.shape and preds.shape[2] == len(learn.dls.vocab)
+
+
+def test_context_perplexity_within_groups(context_decides):
+    "Here the group (high/low) decides the words: shuffling within it costs nothing, across it a lot."
+    learn = context_decides
+    ppl = learn.context_perplexity(within="group")
+    assert set(ppl) == {"true", "shuffled", "shuffled_within", "mean"}
+    assert ppl["true"] < 0.6 * ppl["shuffled"]
+    assert ppl["shuffled_within"] < 0.8 * ppl["shuffled"]
+    assert ppl["shuffled_within"] == pytest.approx(ppl["true"], rel=0.1)
+    labels = learn.dls.valid.dataset.items["group"].to_numpy()
+    assert learn.context_perplexity(within=labels) == ppl
+    with pytest.raises(KeyError, match="'decade' is not a column"):
+        learn.context_perplexity(within="decade")
+    with pytest.raises(ValueError, match="3 labels but the loader holds"):
+        learn.context_perplexity(within=["a", "b", "c"])
+
+
+def test_context_gain_paired_bootstrap_on_new_songs(context_decides):
+    learn = context_decides
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame([dict(text=" ".join(rng.choice(HIGH if i % 2 else LOW, 6)), group="high" if i % 2 else "low",
+                            energy=0.9 if i % 2 else 0.1) for i in range(60)])
+    dl = learn.dls.test_dl(df)
+    with pytest.raises(ValueError, match=r"within=df\['group'\]"):
+        learn.context_gain(dl, within="group")
+    report = learn.context_gain(dl, within=df["group"], n_boot=500)
+    t = report.table
+    assert list(t.index) == ["shuffled", "shuffled_within", "mean"]
+    assert t.loc["shuffled", "gain"] > 0.3 and t.loc["shuffled", "ci_low"] > 0.2
+    assert t.loc["shuffled", "p_value"] < 0.01 and t.loc["mean", "p_value"] < 0.01
+    assert abs(t.loc["shuffled_within", "gain"]) < 0.1
+    assert len(report.doc_nll) == 60 and report.doc_nll.n_tokens.sum() == dl.bl * dl.bs    # every token scored once
+    assert "shuffled_within" in repr(report) and "CI" in repr(report)
+    ppl = learn.context_perplexity(dl, within=df["group"])
+    assert ppl["true"] == pytest.approx(t.loc["shuffled", "ppl_true"])
+
+
+def test_context_perplexity_on_an_empty_loader_is_a_clear_error(context_decides):
+    learn = context_decides
+    empty = learn.dls.valid.new(dataset=[], context=None)
+    with pytest.raises(ValueError, match="holds no documents"):
+        learn.context_perplexity(empty)
+
+
+def test_context_dropout_replaces_whole_documents_by_the_mean_in_training_only(context_decides):
+    from fastai.callback.core import Callback
+    dls = context_decides.dls
+    original = dls.train.context.clone()
+    mean = dls.context_encoder.mean_context().reshape(1, -1)
+    seen = []
+
+    class Spy(Callback):
+        def before_batch(self):
+            if self.training:
+                seen.append(float((self.dls.train.context == mean).all(1).float().mean()))
+            else:
+                assert torch.equal(self.dls.valid.context, context_decides.dls.valid.context)
+
+    learn = context_language_model_learner(dls, config=TINY, context_dropout=0.5, cbs=Spy())
+    assert any(isinstance(cb, ContextDropout) for cb in learn.cbs)
+    quiet_fit(learn, 2, 1e-2)
+    assert 0.35 < np.mean(seen) < 0.65
+    assert torch.equal(dls.train.context, original)          # restored after fitting
+    with pytest.raises(ValueError, match="p=1.5"):
+        ContextDropout(1.5)

@@ -94,10 +94,30 @@ def test_drop_mult_scales_every_dropout():
     assert model[0].input_dp.p == pytest.approx(0.125) and model[1].output_dp.p == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("proj", [0, 3])
-def test_sampler_matches_the_model_step_by_step(proj):
+def test_context_at_every_layer_and_learned_embedding():
+    model = small_lm(context_layers="all", context_proj=4, context_act="tanh", n_layers=3)
+    enc = model[0]
+    assert [r.module.input_size for r in enc.rnns] == [16 + 4, 32 + 4, 32 + 4]
+    x, ctx = batch()
+    model.eval().reset()
+    with torch.no_grad():
+        a = model(x, ctx)[0]
+        model.reset()
+        b = model(x, ctx + 1.)[0]
+    assert not torch.allclose(a, b)
+    # the tanh embedding is bounded: a huge context cannot blow up the gates
+    assert enc.context_input(torch.full((1, 2), 1e6)).abs().max() <= 1.
+    for bad, match in [(dict(context_layers="some"), "context_layers"), (dict(context_act="relu"), "context_act"),
+                       (dict(context_act="tanh"), "context_proj > 0")]:
+        with pytest.raises(ValueError, match=match):
+            small_lm(**bad)
+
+
+@pytest.mark.parametrize("opts", [dict(context_proj=0), dict(context_proj=3), dict(context_layers="all"),
+                                  dict(context_proj=3, context_act="tanh", context_layers="all")])
+def test_sampler_matches_the_model_step_by_step(opts):
     "The fast sampler computes what fastai's forward computes in eval mode, one token at a time."
-    model = small_lm(context_proj=proj).eval()
+    model = small_lm(**opts).eval()
     x, ctx = batch(sl=9)
     ctx = ctx[:, :1].expand_as(ctx).contiguous()     # one context per stream, as in generation
     model.reset()
@@ -144,3 +164,41 @@ def test_sampler_needs_a_prompt():
     with pytest.raises(ValueError, match="prompt_len >= 1"):
         sampler.sample(torch.zeros(2, 0, dtype=torch.long), 5)
     assert sampler.sample(torch.full((2, 1), 2), 5, no_bar=True).shape == (2, 5)
+
+
+def test_guided_sampler_extrapolates_from_the_negative_context():
+    "Classifier-free guidance: l(x|c0) + g * (l(x|c) - l(x|c0)), the two contexts as rows of one batch."
+    model = small_lm().eval()
+    x, ctx = batch(sl=6)
+    pos, neg = ctx[:, 0], -ctx[:, 0]
+    plain = ContextLSTMSampler(model, pos)
+    guided_one = ContextLSTMSampler(model, pos, negative=neg, guidance=1.)
+    guided = ContextLSTMSampler(model, pos, negative=neg, guidance=2.5)
+    at_neg = ContextLSTMSampler(model, neg)
+    for t in range(x.shape[1]):
+        l_c, l_0 = plain.feed(x[:, t]), at_neg.feed(x[:, t])
+        assert torch.equal(guided_one.feed(x[:, t]), l_c)         # guidance 1 runs no extra streams
+        torch.testing.assert_close(guided.feed(x[:, t]), l_0 + 2.5 * (l_c - l_0), atol=1e-5, rtol=1e-5)
+    assert guided.state[0][0].shape[0] == 2 * len(pos) and guided_one.state[0][0].shape[0] == len(pos)
+    with pytest.raises(ValueError, match="negative has shape"):
+        ContextLSTMSampler(model, pos, negative=neg[:1], guidance=2.)
+    with pytest.raises(ValueError, match="guidance=nan"):
+        ContextLSTMSampler(model, pos, negative=neg, guidance=float("nan"))
+
+
+def test_sampler_scores_a_text_as_the_model_does():
+    model = small_lm().eval()
+    x, ctx = batch(sl=8)
+    ctx = ctx[:, :1].expand_as(ctx).contiguous()
+    model.reset()
+    with torch.no_grad():
+        logp = model(x, ctx)[0].log_softmax(-1)
+    ref = -logp[:, :-1].gather(2, x[:, 1:, None]).squeeze(2)
+    torch.testing.assert_close(ContextLSTMSampler(model, ctx[:, 0]).score(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_sample_next_rejects_nan_and_infinite_temperature():
+    logits = torch.zeros(2, 5)
+    for t in (float("nan"), float("inf"), -1.):
+        with pytest.raises(ValueError, match="temperature"):
+            sample_next(logits, temperature=t)
