@@ -9,29 +9,57 @@ reference speed on the project's 2-core CPU is about 1,400 tokens/s.
     python bench/ptb_vae.py --epochs 1            # budget run on CPU
     python bench/ptb_vae.py --models vae --json vae.json & python bench/ptb_vae.py --models lm --json lm.json
     python bench/ptb_vae.py --report vae.json lm.json
-    python bench/ptb_vae.py --epochs 30 --z 32    # full-length run (GPU)
+
+Full-length run (`--full`: the recipe below, resumable; one folder per model under `--run-dir`,
+with `args.json`, `checkpoint.pth` after every epoch, `history.csv` per epoch, `batches.csv` per
+training batch, `results.json` at the end):
+
+    nice -n 15 python bench/ptb_vae.py --full --models vae --run-dir /work/ptb-runs &
+    nice -n 15 python bench/ptb_vae.py --full --models lm --run-dir /work/ptb-runs &
+    python bench/ptb_vae.py --full --models vae --run-dir /work/ptb-runs --resume     # after a stop
+    python bench/ptb_vae.py --evaluate --models vae,lm --run-dir /work/ptb-runs --iw-samples 500
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import CSVLogger
 from fastai.text.core import BaseTokenizer
 from fastai.text.data import make_vocab
 from fastai.torch_core import default_device, set_seed
+from fastcore.basics import noop
 
 from fastai_context import datasets
+from fastai_context.checkpoint import Checkpoint, load_checkpoint
 from fastai_context.text import UNK
 from fastai_context.vae import SentenceDataLoaders, active_units, mutual_information, vae_learner
+from fastai_context.vae.callbacks import VAEBatchLogger
 from fastai_context.vae.model import append_eos, gaussian_kl
 
 REFERENCE_TOKENS_PER_S = 1400     # timbmg/Sentence-VAE defaults on the project's 2-core CPU (issue 6)
+
+# The full-length recipe. The decoder is what sets the NLL (a VAE's IW-NLL sits within about a
+# nat of its decoder's LM), so it is a medium-size regularized LSTM LM: 2 layers of 650 (Zaremba
+# et al. 2014's medium model) with tied input/output embeddings (Press & Wolf 2017), dropout 0.5
+# on the decoder's input embeddings (as timbmg/Sentence-VAE) and on its outputs and between
+# layers, Adam with a one-cycle schedule for 30 epochs. The latent code is kept in use by
+# cyclical KL annealing (Fu et al. 2019: 4 cycles, beta rising over the first half of each) with
+# free bits (Kingma et al. 2016; Li et al. 2019 show the two together avoid posterior collapse):
+# a latent dimension's batch-average KL below 0.15 nats is not penalized, so 32 dimensions keep
+# about 5 nats of KL. The LM baseline is the same decoder (z_dim=0) trained the same way.
+FULL = dict(cell="lstm", emb=650, hidden=650, layers=2, z=32, tie=True, emb_dropout=0.5, dropout=0.5,
+            word_dropout=0.0, kl_schedule="cyclical", kl_warmup=0.25, kl_ratio=0.5, free_bits=0.15,
+            epochs=30, lr=2e-3, wd=0.01, one_cycle=True, bs=32, peer_batches=0, iw_samples=100)
 
 
 def ptb_sentences(split: str) -> list[str]:
@@ -85,16 +113,59 @@ def peer_tokens_per_s(dls, args, n_batches: int) -> tuple[float, float]:
     return peer, mine
 
 
-def train(dls, args, z_dim: int) -> tuple:
-    "Train one model; return the learner and its training tokens/s."
+def make_learner(dls, args, z_dim: int, **kwargs):
+    "The learner of one model with the settings of `args` (`z_dim=0`: the LM baseline)."
+    return vae_learner(dls, z_dim=z_dim, emb_sz=args.emb, hidden_sz=args.hidden, n_layers=args.layers, cell=args.cell,
+                       kl_schedule=args.kl_schedule, kl_warmup=args.kl_warmup, kl_ratio=args.kl_ratio,
+                       word_dropout=args.word_dropout, free_bits=args.free_bits, dropout=args.dropout,
+                       emb_dropout=args.emb_dropout, tie_weights=args.tie, wd=args.wd, **kwargs)
+
+
+class EpochPrinter(Callback):
+    "One flushed line per epoch (and progress every 100 batches) for a background run's log file."
+    order = 63
+
+    def before_fit(self):
+        self.start = time.perf_counter()
+
+    def after_batch(self):
+        if self.training and self.iter % 100 == 0:
+            print(f"  epoch {self.epoch} batch {self.iter}/{self.n_iter} loss {float(self.smooth_loss):.2f} "
+                  f"{time.perf_counter() - self.start:.0f}s", flush=True)
+
+    def after_epoch(self):
+        names, vals = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]
+        row = " ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, vals))
+        print(f"epoch {self.epoch}: {row} ({time.perf_counter() - self.start:.0f}s, {time.strftime('%H:%M:%S')})",
+              flush=True)
+
+
+def train(dls, args, z_dim: int, run_dir: Path | None = None, resume: bool = False) -> tuple:
+    """Train one model; return the learner and its training tokens/s. With `run_dir`: a checkpoint
+    after every epoch (resumed from with `resume`), per-epoch `history.csv`, per-batch `batches.csv`."""
     set_seed(args.seed)
-    learn = vae_learner(dls, z_dim=z_dim, emb_sz=args.emb, hidden_sz=args.hidden, cell=args.cell,
-                        kl_schedule=args.kl_schedule, kl_warmup=args.kl_warmup, word_dropout=args.word_dropout,
-                        free_bits=args.free_bits, dropout=args.dropout)
+    cbs = []
+    if run_dir is not None:
+        cbs = [Checkpoint(run_dir, resume=resume), CSVLogger(run_dir / "history.csv", append=True),
+               VAEBatchLogger(run_dir / "batches.csv"), EpochPrinter()]
+    learn = make_learner(dls, args, z_dim, path=run_dir or ".", cbs=cbs)
     n_tokens = sum(len(s) + 1 for s in dls.train.sentences) * args.epochs
     start = time.perf_counter()
-    learn.fit_one_cycle(args.epochs, args.lr) if args.one_cycle else learn.fit(args.epochs, args.lr)
-    return learn, n_tokens / (time.perf_counter() - start)
+    ctx = learn.no_bar() if run_dir is not None else contextlib.nullcontext()
+    with ctx:
+        if run_dir is not None:
+            learn.logger = noop           # EpochPrinter prints the epoch's row with its column names
+        learn.fit_one_cycle(args.epochs, args.lr) if args.one_cycle else learn.fit(args.epochs, args.lr)
+    done = args.epochs - (learn.checkpoint.start_epoch if run_dir is not None else 0)
+    return learn, n_tokens * done / args.epochs / (time.perf_counter() - start)
+
+
+def load_run(dls, args, z_dim: int, run_dir: Path):
+    "A learner with the weights of `run_dir`'s last checkpoint (for `--evaluate`)."
+    ckpt = load_checkpoint(run_dir / "checkpoint.pth")
+    learn = make_learner(dls, args, z_dim, path=run_dir)
+    learn.model.load_state_dict(ckpt["model"])
+    return learn, ckpt["epoch"]
 
 
 @torch.no_grad()
@@ -114,19 +185,29 @@ def evaluate(learn, dl, n_samples: int) -> dict:
                 kl=kl, mi=mi, active_units=active_units(mu))
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--full", action="store_true", help="the full-length recipe (FULL in this file) as defaults")
+    p.add_argument("--run-dir", default=None, help="train resumably in RUN_DIR/vae and RUN_DIR/lm (checkpoint per epoch)")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --run-dir with their saved args.json")
+    p.add_argument("--evaluate", action="store_true", help="evaluate the last checkpoints in --run-dir on the test split")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--bs", type=int, default=32)
     p.add_argument("--emb", type=int, default=300)
     p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=1)
     p.add_argument("--z", type=int, default=32)
     p.add_argument("--cell", default="gru", choices=["gru", "lstm"])
+    p.add_argument("--tie", action=argparse.BooleanOptionalAction, default=False, help="tie embedding and output weights")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--one-cycle", action="store_true", help="fit_one_cycle instead of a constant learning rate")
+    p.add_argument("--wd", type=float, default=None, help="weight decay (default: fastai's)")
+    p.add_argument("--one-cycle", action=argparse.BooleanOptionalAction, default=False,
+                   help="fit_one_cycle instead of a constant learning rate")
     p.add_argument("--kl-schedule", default="linear")
     p.add_argument("--kl-warmup", type=float, default=0.5, help="batches, or a fraction of all batches if < 1")
+    p.add_argument("--kl-ratio", type=float, default=0.5, help="rising part of each cycle ('cyclical')")
     p.add_argument("--word-dropout", type=float, default=0.0)
+    p.add_argument("--emb-dropout", type=float, default=0.0, help="dropout on the decoder's input embeddings")
     p.add_argument("--free-bits", type=float, default=0.1)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--iw-samples", type=int, default=500)
@@ -137,43 +218,101 @@ def main(argv=None):
     p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), both, or '' (speed comparison only)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--report", nargs="+", default=None, help="print the table from the --json files of earlier runs")
+    return p
+
+
+# What a run folder's args.json fixes; the rest (--iw-samples, --test-sentences, ...) may change on resume.
+TRAINING_ARGS = ("epochs", "bs", "emb", "hidden", "layers", "z", "cell", "tie", "lr", "wd", "one_cycle", "kl_schedule",
+                 "kl_warmup", "kl_ratio", "word_dropout", "emb_dropout", "free_bits", "dropout", "train_sentences", "seed")
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = parser()
+    if p.parse_known_args(argv)[0].full:
+        p.set_defaults(**FULL)
     args = p.parse_args(argv)
     if args.kl_warmup >= 1:
         args.kl_warmup = int(args.kl_warmup)
+    if (args.resume or args.evaluate) and not args.run_dir:
+        raise SystemExit("--resume and --evaluate need --run-dir")
+    return args
 
+
+def saved_args(args, run_dir: Path) -> argparse.Namespace:
+    "`args` with the training settings of `run_dir/args.json` (a resumed or evaluated run keeps its own)."
+    f = run_dir / "args.json"
+    if not f.exists():
+        raise SystemExit(f"{f} does not exist: is {run_dir} a run folder of this script?")
+    saved = json.loads(f.read_text())
+    return argparse.Namespace(**{**vars(args), **{k: saved[k] for k in TRAINING_ARGS if k in saved}})
+
+
+def main(argv=None):
+    args = parse(argv)
     if args.report:
         results = {}
         for f in args.report:
             with open(f) as fh:
                 results.update(json.load(fh)["results"])
         return report(results)
+    root = Path(args.run_dir) if args.run_dir else None
+    names = list(filter(None, args.models.split(",")))
+    if root is not None and (args.resume or args.evaluate):     # the runs' own training settings
+        run_args = {name: saved_args(args, root / name) for name in names}
+        args = next(iter(run_args.values()), args)
+    dls, test_dl, test = ptb_data(args)
+    print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
+          f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
+    if args.peer_batches and not args.evaluate:
+        peer, mine = peer_tokens_per_s(dls, args, args.peer_batches)
+        print(f"speed, same run, {args.peer_batches} training batches each: padded/unbucketed (timbmg-style) "
+              f"{peer:.0f} tokens/s, this package {mine:.0f} tokens/s: {mine / peer:.2f}x "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    results = {}
+    for name in names:
+        z_dim = args.z if name == "vae" else 0
+        run_dir = None if root is None else root / name
+        run = args if root is None or not (args.resume or args.evaluate) else run_args[name]
+        if run_dir is not None and not args.evaluate:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not args.resume:
+                if (run_dir / "checkpoint.pth").exists():
+                    raise SystemExit(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+                write_json(run_dir / "args.json", vars(args))
+        if args.evaluate:
+            learn, epochs = load_run(dls, run, z_dim, run_dir)
+            tok_s = float("nan")
+        else:
+            learn, tok_s = train(dls, run, z_dim, run_dir, args.resume)
+            epochs = run.epochs
+        results[name] = dict(evaluate(learn, test_dl, args.iw_samples), tokens_per_s=tok_s, epochs=epochs,
+                             train_sentences=len(dls.train.sentences),
+                             test_sentences=len(test), iw_samples=args.iw_samples if name == "vae" else 1)
+        print(name, json.dumps(results[name]), flush=True)
+        if run_dir is not None:
+            suffix = f"-{len(test)}x{args.iw_samples}" if args.evaluate else ""
+            write_json(run_dir / f"results{suffix}.json", dict(args=vars(run), results={name: results[name]}))
+    if args.json:
+        write_json(Path(args.json), dict(args=vars(args), results=results))
+    if results:
+        report(results)
+
+
+def ptb_data(args):
+    "PTB's training/validation loaders (PTB's own 10k vocabulary) and the test loader."
     train_sents = ptb_sentences("train")
     vocab = make_vocab(Counter(w for s in train_sents for w in s.split()), min_freq=1)      # PTB's 10k words
     dls = SentenceDataLoaders.from_texts(train_sents[:args.train_sentences], valid_texts=ptb_sentences("valid"),
                                          bs=args.bs, tok=BaseTokenizer(), rules=[], vocab=vocab)
     test = ptb_sentences("test")[:args.test_sentences]
     test_dl = dls.sentence_dl(test, bs=256, allow_unknown=True)      # PTB's test split has all-<unk> sentences
-    print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
-          f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
-    if args.peer_batches:
-        peer, mine = peer_tokens_per_s(dls, args, args.peer_batches)
-        print(f"speed, same run, {args.peer_batches} training batches each: padded/unbucketed (timbmg-style) "
-              f"{peer:.0f} tokens/s, this package {mine:.0f} tokens/s: {mine / peer:.2f}x "
-              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
-    results = {}
-    for name in filter(None, args.models.split(",")):
-        learn, tok_s = train(dls, args, args.z if name == "vae" else 0)
-        results[name] = dict(evaluate(learn, test_dl, args.iw_samples), tokens_per_s=tok_s, epochs=args.epochs,
-                             train_sentences=len(dls.train.sentences),
-                             test_sentences=len(test), iw_samples=args.iw_samples if name == "vae" else 1)
-        print(name, json.dumps(results[name]), flush=True)
-    if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(dict(args=vars(args), results=results), f, indent=1)
-        os.replace(tmp, args.json)
-    if results:
-        report(results)
+    return dls, test_dl, test
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
 
 
 def report(results: dict) -> None:

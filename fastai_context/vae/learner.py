@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientClip
 from fastai.learner import Learner
 from fastcore.basics import listify
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 
 from ..text import BOS, EOS, PAD, UNK
 from .annealing import KLAnnealing
+from .callbacks import VAEProgress
 from .data import SentenceDataLoaders, SentenceLoader
 from .metrics import VAELoss, vae_metrics
 from .model import SentenceVAE, gaussian_kl
@@ -279,12 +281,16 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
                 n_layers: int = 1, bidirectional: bool = False, cell: str = "lstm", kl_schedule: str = "linear",
                 kl_warmup: int | float = 0.3, word_dropout: float = 0.0, free_bits: float = 0.0,
                 kl_ratio: float = 0.5, dropout: float = 0.0, clip: float | None = 5.0, max_len: int | None = None,
-                metrics=None, cbs=None, **kwargs) -> VAELearner:
+                metrics=None, cbs=None, emb_dropout: float = 0.0, tie_weights: bool = False, kl_k: float | None = None,
+                kl_x0: float | None = None, **kwargs) -> VAELearner:
     """A `VAELearner` for a `SentenceVAE` on `dls` (a `SentenceDataLoaders`).
 
     Loss: reconstruction NLL summed over tokens + beta * KL, beta from `KLAnnealing(kl_schedule,
     kl_warmup, kl_ratio)` (`kl_warmup`: batches, or a fraction of the first fit's batches; for
-    `'cyclical'` the cycle length). `free_bits` floors each latent dimension's KL. Metrics
+    `'cyclical'` the cycle length; `kl_k`, `kl_x0`: the logistic schedule's steepness and midpoint in
+    batches, as timbmg/Sentence-VAE's `k`, `x0`). `free_bits` floors each latent dimension's KL.
+    `word_dropout` replaces decoder input words by xxunk; `emb_dropout` drops decoder input embedding
+    units; `dropout` drops decoder outputs; `tie_weights` shares the embedding with the output layer. Metrics
     default to `vae_metrics()`. `max_len` bounds decoding (default: the longest training
     sentence). `z_dim=0` gives the plain RNN language model with the same decoder.
     Other `kwargs` go to `Learner` (e.g. `lr`, `opt_func`, `path`)."""
@@ -295,12 +301,15 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
     enc = dls.context_encoder
     model = SentenceVAE(len(vocab), emb_sz=emb_sz, hidden_sz=hidden_sz, z_dim=z_dim, n_layers=n_layers,
                         bidirectional=bidirectional, cell=cell, n_context=0 if enc is None else enc.n_features,
-                        word_dropout=word_dropout, dropout=dropout, pad_idx=vocab.index(PAD),
+                        word_dropout=word_dropout, dropout=dropout, emb_dropout=emb_dropout, tie_weights=tie_weights, pad_idx=vocab.index(PAD),
                         bos_idx=vocab.index(BOS), eos_idx=vocab.index(EOS), unk_idx=vocab.index(UNK))
-    cbs = [KLAnnealing(kl_schedule, kl_warmup, kl_ratio), *listify(cbs)]
+    cbs = [KLAnnealing(kl_schedule, kl_warmup, kl_ratio, k=kl_k, x0=kl_x0), *listify(cbs)]
     if clip:
         cbs.append(GradientClip(clip))
     learn = VAELearner(dls, model, loss_func=VAELoss(vocab.index(PAD), free_bits),
                        metrics=vae_metrics() if metrics is None else metrics, cbs=cbs, **kwargs)
     learn.max_len = int(dls.train.lengths.max()) if max_len is None else max_len
+    if type(getattr(learn, "progress", None)) is ProgressCallback:     # fastai's default: a table that runs together
+        learn.remove_cb(learn.progress)
+        learn.add_cb(VAEProgress())
     return learn

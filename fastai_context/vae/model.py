@@ -47,16 +47,24 @@ class SentenceVAE(nn.Module):
     the packed targets (`packed_tokens(y, lengths + 1)`) and the posterior parameters.
 
     `word_dropout` replaces decoder input words by `xxunk` in training only (Bowman et al.),
-    weakening the decoder so that it relies on z."""
+    weakening the decoder so that it relies on z. `emb_dropout` is ordinary dropout on the
+    decoder's input embeddings (timbmg/Sentence-VAE's `embedding_dropout`, default 0.5 there): a
+    regularizer of the decoder, where word dropout removes whole words. `dropout` applies to
+    the decoder's outputs before the output layer (and between stacked RNN layers).
+    `tie_weights` shares the embedding matrix with the output layer (needs `emb_sz == hidden_sz`)."""
 
     def __init__(self, vocab_sz: int, emb_sz: int = 256, hidden_sz: int = 256, z_dim: int = 32,
                  n_layers: int = 1, bidirectional: bool = False, cell: str = "lstm", n_context: int = 0,
-                 word_dropout: float = 0.0, dropout: float = 0.0, pad_idx: int = 1, bos_idx: int = 2, eos_idx: int = 3, unk_idx: int = 0):
+                 word_dropout: float = 0.0, dropout: float = 0.0, emb_dropout: float = 0.0,
+                 tie_weights: bool = False, pad_idx: int = 1, bos_idx: int = 2, eos_idx: int = 3, unk_idx: int = 0):
         super().__init__()
         if cell not in _CELLS:
             raise ValueError(f"cell={cell!r}: use 'lstm' or 'gru'")
         if not 0.0 <= word_dropout <= 1.0:
             raise ValueError(f"word_dropout={word_dropout} must be in [0, 1]")
+        for name, p in (("dropout", dropout), ("emb_dropout", emb_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name}={p} must be in [0, 1)")
         if z_dim < 0 or n_layers < 1:
             raise ValueError(f"z_dim={z_dim} must be >= 0 and n_layers={n_layers} >= 1")
         self.cell, self.z_dim, self.n_context, self.n_layers, self.hidden_sz = cell, z_dim, n_context, n_layers, hidden_sz
@@ -74,8 +82,13 @@ class SentenceVAE(nn.Module):
         self.to_state = nn.Linear(self.cond_sz, n_states * hidden_sz) if self.cond_sz else None
         self.decoder = rnn(emb_sz + self.cond_sz, hidden_sz, n_layers, batch_first=True,
                            dropout=dropout if n_layers > 1 else 0.0)
+        self.emb_dropout = nn.Dropout(emb_dropout)
         self.out_dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_sz, vocab_sz)
+        if tie_weights:       # one matrix for input and output words (Press & Wolf 2017; Inan et al. 2017)
+            if emb_sz != hidden_sz:
+                raise ValueError(f"tie_weights needs emb_sz == hidden_sz, got {emb_sz} and {hidden_sz}")
+            self.out.weight = self.embedding.weight
 
     # ----------------------------------------------------------------- encoder
     def encode(self, x: torch.Tensor, ctx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +134,8 @@ class SentenceVAE(nn.Module):
         return (s[0].contiguous(), s[1].contiguous()) if self.cell == "lstm" else s[0].contiguous()
 
     def decoder_inputs(self, tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        "Embeddings of `tokens (bs, T)` with the condition concatenated at every step."
-        emb = self.embedding(tokens)
+        "Embeddings of `tokens (bs, T)` (dropped out in training) with the condition concatenated at every step."
+        emb = self.emb_dropout(self.embedding(tokens))                  # (bs, T, emb_sz)
         if not self.cond_sz:
             return emb
         return torch.cat([emb, cond[:, None].expand(-1, tokens.shape[1], -1)], 2)
