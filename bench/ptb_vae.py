@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
@@ -111,6 +112,98 @@ def peer_tokens_per_s(dls, args, n_batches: int) -> tuple[float, float]:
     peer = timed(peer_batches, lambda x, y: padded_step(x))
     mine = timed(ours, lambda x, y: learn.loss_func(m(x), y))
     return peer, mine
+
+
+PEER_SIZES = dict(cell="gru", emb=300, hidden=256, z=16, bs=32)    # timbmg/Sentence-VAE's defaults
+PEER_MAX_LEN = 60                                                   # its max_sequence_length: inputs are padded to it
+
+
+def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed: int = 0) -> list[tuple[float, float]]:
+    """Training tokens/s of the real timbmg/Sentence-VAE (its own `model.py` from a checkout in
+    `peer_dir`, its training step: NLL summed over the target, KL, logistic KL weight with k=0.0025,
+    x0=2500, loss / batch size, `torch.optim.Adam(lr=1e-3)`) and of this package's `vae_learner`
+    at the same sizes (GRU 256, embedding 300, latent 16, batch 32, embedding dropout 0.5, the
+    same logistic schedule, no gradient clipping, as the peer), trained with fastai's `fit`.
+
+    Both train on the same random PTB sentences in each round, in this one process, alternating
+    peer and ours for `rounds` rounds of `n_batches` batches; tokens are real tokens (words +
+    xxeos, its <eos>), never padding. The peer's batches are built beforehand in its format (xxbos +
+    words padded to 60, random order), so its data loading, which it does in worker processes, is
+    not timed; ours goes through our loader. Returns [(peer, ours)] tokens/s per round."""
+    import importlib.util
+    from fastai.callback.core import CancelValidException
+    peer_dir = Path(peer_dir)
+    if not (peer_dir / "model.py").exists():
+        raise SystemExit(f"--peer {peer_dir}: no model.py there; check out github.com/timbmg/Sentence-VAE into it")
+    sys.path.insert(0, str(peer_dir))            # its model.py imports its utils.py
+    spec = importlib.util.spec_from_file_location("timbmg_sentence_vae_model", peer_dir / "model.py")
+    peer_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer_model)
+    vocab = dls.vocab
+    pad, bos, eos, unk = (vocab.index(t) for t in ("xxpad", "xxbos", "xxeos", "xxunk"))
+    set_seed(seed)
+    peer = peer_model.SentenceVAE(vocab_size=len(vocab), embedding_size=300, rnn_type="gru", hidden_size=256,
+                                  word_dropout=0.0, embedding_dropout=0.5, latent_size=16, sos_idx=bos, eos_idx=eos,
+                                  pad_idx=pad, unk_idx=unk, max_sequence_length=PEER_MAX_LEN)
+    peer_opt = torch.optim.Adam(peer.parameters(), lr=1e-3)
+    nll = torch.nn.NLLLoss(ignore_index=pad, reduction="sum")
+    k, x0, step = 0.0025, 2500, 0
+
+    def peer_batch(sents):
+        "Its PTB format: input <sos> + words, target words + <eos>, both cut and padded to 60; lengths."
+        inp = torch.full((len(sents), PEER_MAX_LEN), pad, dtype=torch.long)
+        tgt = inp.clone()
+        length = torch.tensor([min(len(s) + 1, PEER_MAX_LEN) for s in sents])
+        for i, s in enumerate(sents):
+            w = s[:PEER_MAX_LEN - 1]
+            inp[i, 0], inp[i, 1:len(w) + 1] = bos, w
+            tgt[i, :len(w)], tgt[i, len(w)] = w, eos
+        return inp, tgt, length
+
+    def peer_round(batches) -> int:
+        nonlocal step
+        peer.train()
+        n = 0
+        for inp, tgt, length in batches:
+            logp, mean, logv, _ = peer(inp, length)
+            target = tgt[:, :int(length.max())].contiguous().view(-1)
+            nll_loss = nll(logp.view(-1, logp.size(2)), target)
+            kl_loss = -0.5 * torch.sum(1 + logv - mean.pow(2) - logv.exp())
+            kl_weight = float(1 / (1 + math.exp(-k * (step - x0))))
+            loss = (nll_loss + kl_weight * kl_loss) / len(inp)
+            peer_opt.zero_grad()
+            loss.backward()
+            peer_opt.step()
+            step += 1
+            n += int(length.sum())
+        return n
+
+    class NoValidation(Callback):
+        def before_validate(self): raise CancelValidException
+
+    set_seed(seed)
+    learn = vae_learner(dls, z_dim=16, emb_sz=300, hidden_sz=256, cell="gru", emb_dropout=0.5, word_dropout=0.0,
+                        free_bits=0.0, kl_schedule="logistic", kl_k=k, kl_x0=x0, clip=None, cbs=NoValidation())
+    sents = dls.train.sentences
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(rounds):
+        idx = rng.choice(len(sents), n_batches * 32, replace=False)
+        chosen = [sents[i] for i in idx]
+        batches = [peer_batch(chosen[i:i + 32]) for i in range(0, len(chosen), 32)]
+        start = time.perf_counter()
+        n_peer = peer_round(batches)
+        t_peer = time.perf_counter() - start
+        learn.dls.train = dls.train.new(chosen, shuffle=True)
+        start = time.perf_counter()
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1, 1e-3)
+        t_ours = time.perf_counter() - start
+        n_ours = sum(len(s) + 1 for s in chosen)
+        out.append((n_peer / t_peer, n_ours / t_ours))
+        print(f"round {r}: peer {out[-1][0]:.0f} tokens/s, ours {out[-1][1]:.0f} tokens/s: {out[-1][1] / out[-1][0]:.2f}x "
+              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    return out
 
 
 def make_learner(dls, args, z_dim: int, **kwargs):
@@ -213,7 +306,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iw-samples", type=int, default=500)
     p.add_argument("--train-sentences", type=int, default=None, help="train on the first N training sentences only")
     p.add_argument("--test-sentences", type=int, default=None, help="evaluate on the first N test sentences only")
-    p.add_argument("--peer-batches", type=int, default=100, help="batches timed for the speed comparison")
+    p.add_argument("--peer-batches", type=int, default=100,
+                   help="batches timed for the in-process emulation of the peer (used when --peer is not given)")
+    p.add_argument("--peer", default=None, metavar="PATH",
+                   help="a checkout of github.com/timbmg/Sentence-VAE: time its real model and training step against ours")
+    p.add_argument("--peer-rounds", type=int, default=5, help="alternating rounds of the --peer comparison")
+    p.add_argument("--peer-round-batches", type=int, default=40, help="batches of 32 per round and model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), both, or '' (speed comparison only)")
     p.add_argument("--json", default=None, help="also write the results to this file")
@@ -263,7 +361,16 @@ def main(argv=None):
     dls, test_dl, test = ptb_data(args)
     print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
-    if args.peer_batches and not args.evaluate:
+    if args.peer and not args.evaluate:
+        rounds = peer_vs_ours(dls, args.peer, args.peer_rounds, args.peer_round_batches, args.seed)
+        ratios = sorted(o / p for p, o in rounds)
+        total = sum(1 / p for p, _ in rounds) / sum(1 / o for _, o in rounds)      # equal tokens per round
+        print(f"speed vs the real timbmg/Sentence-VAE ({args.peer}), {args.peer_rounds} alternating rounds of "
+              f"{args.peer_round_batches} batches: ours {total:.2f}x its tokens/s overall, per round "
+              f"{ratios[0]:.2f}-{ratios[-1]:.2f}x (median {ratios[len(ratios) // 2]:.2f}x); "
+              f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+              flush=True)
+    elif args.peer_batches and not args.evaluate:
         peer, mine = peer_tokens_per_s(dls, args, args.peer_batches)
         print(f"speed, same run, {args.peer_batches} training batches each: padded/unbucketed (timbmg-style) "
               f"{peer:.0f} tokens/s, this package {mine:.0f} tokens/s: {mine / peer:.2f}x "

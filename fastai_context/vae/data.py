@@ -186,8 +186,9 @@ class SentenceLoader(DataLoader):
             context = torch.zeros(0, self.context.shape[1])
         return super().new(dataset=dataset, context=context, **kwargs)
 
-    def show_batch(self, b=None, max_n: int = 9, show: bool = True, **kwargs) -> pd.DataFrame:
-        "The sentences of a batch (and their context values by column name)."
+    def show_batch(self, b=None, max_n: int = 9, show: bool = True, **kwargs) -> pd.DataFrame | None:
+        """Display the sentences of a batch (and their context values by column name) as a table, like
+        fastai's `show_batch`, returning nothing; with `show=False`, return that DataFrame instead."""
         if b is None:
             b = self.one_batch()
         x = b[0].cpu()
@@ -198,9 +199,9 @@ class SentenceLoader(DataLoader):
                 rec.update(self.context_encoder.decode(b[1][i].cpu()))
             recs.append(rec)
         df = pd.DataFrame(recs)
-        if show:
-            display_df(df)
-        return df
+        if not show:
+            return df
+        display_df(df)
 
 
 class SentenceDataLoaders(DataLoaders):
