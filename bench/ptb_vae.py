@@ -44,7 +44,7 @@ from fastai_context import datasets
 from fastai_context.checkpoint import Checkpoint, load_checkpoint
 from fastai_context.text import UNK
 from fastai_context.vae import SentenceDataLoaders, active_units, mutual_information, vae_learner
-from fastai_context.vae.callbacks import VAEBatchLogger
+from fastai_context.vae.callbacks import CPUMixedPrecision, VAEBatchLogger
 from fastai_context.vae.model import append_eos, gaussian_kl
 
 REFERENCE_TOKENS_PER_S = 1400     # timbmg/Sentence-VAE defaults on the project's 2-core CPU (issue 6)
@@ -118,7 +118,8 @@ PEER_SIZES = dict(cell="gru", emb=300, hidden=256, z=16, bs=32)    # timbmg/Sent
 PEER_MAX_LEN = 60                                                   # its max_sequence_length: inputs are padded to it
 
 
-def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed: int = 0) -> list[tuple[float, float]]:
+def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed: int = 0,
+                 bf16: bool = False, cpu_time: bool = False) -> list[tuple[float, float]]:
     """Training tokens/s of the real timbmg/Sentence-VAE (its own `model.py` from a checkout in
     `peer_dir`, its training step: NLL summed over the target, KL, logistic KL weight with k=0.0025,
     x0=2500, loss / batch size, `torch.optim.Adam(lr=1e-3)`) and of this package's `vae_learner`
@@ -129,9 +130,13 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
     peer and ours for `rounds` rounds of `n_batches` batches; tokens are real tokens (words +
     xxeos, its <eos>), never padding. The peer's batches are built beforehand in its format (xxbos +
     words padded to 60, random order), so its data loading, which it does in worker processes, is
-    not timed; ours goes through our loader. Returns [(peer, ours)] tokens/s per round."""
+    not timed; ours goes through our loader. `bf16`: ours trains with `CPUMixedPrecision` (the peer
+    stays float32). `cpu_time`: time by this process's CPU time instead of wall time (on a shared,
+    overloaded machine wall time mostly measures the other processes). Returns [(peer, ours)]
+    tokens/s per round."""
     import importlib.util
     from fastai.callback.core import CancelValidException
+    clock = time.process_time if cpu_time else time.perf_counter
     peer_dir = Path(peer_dir)
     if not (peer_dir / "model.py").exists():
         raise SystemExit(f"--peer {peer_dir}: no model.py there; check out github.com/timbmg/Sentence-VAE into it")
@@ -182,8 +187,14 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
         def before_validate(self): raise CancelValidException
 
     set_seed(seed)
-    learn = vae_learner(dls, z_dim=16, emb_sz=300, hidden_sz=256, cell="gru", emb_dropout=0.5, word_dropout=0.0,
-                        free_bits=0.0, kl_schedule="logistic", kl_k=k, kl_x0=x0, clip=None, cbs=NoValidation())
+    same = dict(z_dim=16, emb_sz=300, hidden_sz=256, cell="gru", word_dropout=0.0, free_bits=0.0, clip=None,
+                cbs=NoValidation())
+    try:
+        learn = vae_learner(dls, emb_dropout=0.5, kl_schedule="logistic", kl_k=k, kl_x0=x0, **same)
+    except TypeError:      # the package before emb_dropout and kl_k/kl_x0 (to measure it): k = 10 / warmup
+        learn = vae_learner(dls, kl_schedule="logistic", kl_warmup=round(10 / k), **same)
+    if bf16:
+        learn.add_cb(CPUMixedPrecision())
     sents = dls.train.sentences
     rng = np.random.default_rng(seed)
     out = []
@@ -191,14 +202,14 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
         idx = rng.choice(len(sents), n_batches * 32, replace=False)
         chosen = [sents[i] for i in idx]
         batches = [peer_batch(chosen[i:i + 32]) for i in range(0, len(chosen), 32)]
-        start = time.perf_counter()
+        start = clock()
         n_peer = peer_round(batches)
-        t_peer = time.perf_counter() - start
+        t_peer = clock() - start
         learn.dls.train = dls.train.new(chosen, shuffle=True)
-        start = time.perf_counter()
+        start = clock()
         with learn.no_bar(), learn.no_logging():
             learn.fit(1, 1e-3)
-        t_ours = time.perf_counter() - start
+        t_ours = clock() - start
         n_ours = sum(len(s) + 1 for s in chosen)
         out.append((n_peer / t_peer, n_ours / t_ours))
         print(f"round {r}: peer {out[-1][0]:.0f} tokens/s, ours {out[-1][1]:.0f} tokens/s: {out[-1][1] / out[-1][0]:.2f}x "
@@ -312,6 +323,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a checkout of github.com/timbmg/Sentence-VAE: time its real model and training step against ours")
     p.add_argument("--peer-rounds", type=int, default=5, help="alternating rounds of the --peer comparison")
     p.add_argument("--peer-round-batches", type=int, default=40, help="batches of 32 per round and model")
+    p.add_argument("--peer-bf16", action="store_true", help="ours with CPUMixedPrecision (bfloat16) in the --peer comparison")
+    p.add_argument("--cpu-time", action="store_true", help="time the --peer comparison by process CPU time, not wall time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), both, or '' (speed comparison only)")
     p.add_argument("--json", default=None, help="also write the results to this file")
@@ -362,11 +375,13 @@ def main(argv=None):
     print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
     if args.peer and not args.evaluate:
-        rounds = peer_vs_ours(dls, args.peer, args.peer_rounds, args.peer_round_batches, args.seed)
+        rounds = peer_vs_ours(dls, args.peer, args.peer_rounds, args.peer_round_batches, args.seed, args.peer_bf16,
+                              args.cpu_time)
         ratios = sorted(o / p for p, o in rounds)
         total = sum(1 / p for p, _ in rounds) / sum(1 / o for _, o in rounds)      # equal tokens per round
         print(f"speed vs the real timbmg/Sentence-VAE ({args.peer}), {args.peer_rounds} alternating rounds of "
-              f"{args.peer_round_batches} batches: ours {total:.2f}x its tokens/s overall, per round "
+              f"{args.peer_round_batches} batches, {'CPU' if args.cpu_time else 'wall'} time"
+              f"{', ours in bfloat16' if args.peer_bf16 else ''}: ours {total:.2f}x its tokens/s overall, per round "
               f"{ratios[0]:.2f}-{ratios[-1]:.2f}x (median {ratios[len(ratios) // 2]:.2f}x); "
               f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
               flush=True)

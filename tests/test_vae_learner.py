@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from fastai.callback.core import Callback
 from fastai.learner import load_learner
 from fastai.torch_core import set_seed
 
@@ -221,3 +222,26 @@ def test_batch_logger_and_readable_table(tmp_path):
     assert rows[0]["beta"] < 0.2 < 0.8 < rows[-1]["beta"]                # the logistic schedule, batch by batch
     assert all(r["elbo"] == pytest.approx(r["rec"] + r["kl"], abs=2e-4) for r in rows)
     assert len(_fmt(118.6356162195051)) + 2 <= 10                         # fits an 8-character column + 2 spaces
+
+
+def test_bfloat16_training_on_the_cpu_stays_close_to_float32():
+    "CPUMixedPrecision autocasts on the learner's device (fastai's MixedPrecision is CUDA only)."
+    from fastai_context.vae import CPUMixedPrecision
+    titles = datasets.song_titles()[:640]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_texts(titles, bs=64, seed=0, max_len=12, device="cpu")
+    losses = {}
+    for bf16 in (False, True):
+        set_seed(0)
+        learn = vae_learner(dls, z_dim=4, emb_sz=32, hidden_sz=32, cbs=CPUMixedPrecision() if bf16 else None)
+        seen = []
+        learn.add_cb(type("Seen", (Callback,), {"after_batch": lambda self: seen.append(
+            (self.learn.pred[0].dtype, float(self.loss.detach()))) if self.training else None})())
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1, 3e-3)
+        losses[bf16] = [v for _, v in seen]
+        assert {d for d, _ in seen} == {torch.float32}                  # fastai's after_pred casts back to float
+        assert next(learn.model.parameters()).dtype == torch.float32
+    assert all(torch.isfinite(torch.tensor(losses[True])))
+    assert losses[True][-1] == pytest.approx(losses[False][-1], rel=0.05)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from fastai.callback.core import Callback
+from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import rank_distrib
 
-__all__ = ["VAEBatchLogger", "VAEProgress", "BATCH_COLUMNS"]
+__all__ = ["VAEBatchLogger", "VAEProgress", "CPUMixedPrecision", "BATCH_COLUMNS"]
 
 #: The columns of `VAEBatchLogger`'s file: training iteration, epoch, then nats per sentence.
 BATCH_COLUMNS = ("iter", "epoch", "rec", "kl", "beta", "elbo", "loss")
@@ -96,3 +98,20 @@ class VAEProgress(ProgressCallback):
     def _write_stats(self, log):
         if getattr(self, "mbar", False):
             self.mbar.write([_fmt(v) for v in log], table=True)
+
+
+class CPUMixedPrecision(MixedPrecision):
+    """fastai's `MixedPrecision` (bfloat16 by default) with autocast on the learner's own device type:
+    fastai's autocasts CUDA only, so on a CPU it changes nothing. On a CPU with AVX-512 BF16 the
+    output layer's matmuls (most of a sentence VAE's training time) run about 3x faster in bfloat16;
+    weights, the loss and the optimizer stay float32, and bfloat16 needs no gradient scaling."""
+
+    def __init__(self, amp_mode: str | AMPMode = AMPMode.BF16, **kwargs):
+        super().__init__(amp_mode, **kwargs)
+
+    def before_fit(self):
+        device_type = next(self.model.parameters()).device.type           # where the model computes
+        dtype = torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
+        self.kwargs["enabled"] = dtype == torch.float16          # bfloat16 has float32's range: no scaling
+        self.autocast = torch.autocast(device_type, dtype=dtype)
+        self.learn.scaler, self.scales = torch.amp.GradScaler(device_type, **self.kwargs), []
