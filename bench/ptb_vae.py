@@ -43,7 +43,7 @@ from fastcore.basics import noop
 from fastai_context import datasets
 from fastai_context.checkpoint import Checkpoint, load_checkpoint
 from fastai_context.text import UNK
-from fastai_context.vae import SentenceDataLoaders, active_units, mutual_information, vae_learner
+from fastai_context.vae import SentenceDataLoaders, SentenceLoader, active_units, mutual_information, vae_learner
 from fastai_context.vae.callbacks import CPUMixedPrecision, VAEBatchLogger
 from fastai_context.vae.model import append_eos, gaussian_kl
 
@@ -60,7 +60,8 @@ REFERENCE_TOKENS_PER_S = 1400     # timbmg/Sentence-VAE defaults on the project'
 # about 5 nats of KL. The LM baseline is the same decoder (z_dim=0) trained the same way.
 FULL = dict(cell="lstm", emb=650, hidden=650, layers=2, z=32, tie=True, emb_dropout=0.5, dropout=0.5,
             word_dropout=0.0, kl_schedule="cyclical", kl_warmup=0.25, kl_ratio=0.5, free_bits=0.15,
-            epochs=30, lr=2e-3, wd=0.01, one_cycle=True, bs=32, peer_batches=0, iw_samples=100)
+            epochs=30, lr=2e-3, wd=0.01, one_cycle=True, bs=32, peer_batches=0, iw_samples=100,
+            chunks=10, valid_sentences=500)
 
 
 def ptb_sentences(split: str) -> list[str]:
@@ -217,6 +218,49 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
     return out
 
 
+class ChunkedSentenceLoader(SentenceLoader):
+    """A training loader whose fastai "epoch" is one of `chunks` parts of a pass over the data, so
+    that `Checkpoint` saves every 1/`chunks` of a pass: on a CPU shared with other jobs a whole PTB
+    pass can outlast a working session, and a checkpoint per pass would then never be written.
+
+    Pass `p` visits every sentence once in length-bucketed batches (as `SentenceLoader`) in an
+    order drawn from `seed + p`, so a resumed run sees the batches of an uninterrupted one; fastai
+    epoch `e` (set by `ChunkEpoch`) is part `e % chunks` of pass `e // chunks`."""
+
+    def __init__(self, *args, chunks: int = 1, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunks, self.seed, self.epoch = chunks, seed, 0
+
+    def _batches(self) -> list:
+        p, c = divmod(self.epoch, self.chunks)
+        rng = np.random.default_rng(self.seed + p)
+        idxs = rng.permutation(len(self.sentences))
+        step = self.bs * self.bucket
+        batches = []
+        for start in range(0, len(idxs), step):
+            part = idxs[start:start + step]
+            part = part[np.argsort(-self.lengths[part], kind="stable")]
+            batches += [part[i:i + self.bs] for i in range(0, len(part), self.bs)]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        return [batches[i] for i in np.array_split(np.arange(len(batches)), self.chunks)[c]]
+
+    def __len__(self):
+        return len(self._batches())
+
+    def create_batches(self, samps):
+        "One bucketed batch at a time (fastai would re-cut a flat index list into `bs`-sized pieces)."
+        for b in self._batches():
+            yield self.create_batch([int(i) for i in b])
+
+
+class ChunkEpoch(Callback):
+    "Tell a `ChunkedSentenceLoader` which fastai epoch it serves."
+    order = -20
+
+    def before_train(self):
+        self.dls.train.epoch = self.epoch
+
+
 def make_learner(dls, args, z_dim: int, **kwargs):
     "The learner of one model with the settings of `args` (`z_dim=0`: the LM baseline)."
     return vae_learner(dls, z_dim=z_dim, emb_sz=args.emb, hidden_sz=args.hidden, n_layers=args.layers, cell=args.cell,
@@ -240,7 +284,9 @@ class EpochPrinter(Callback):
     def after_epoch(self):
         names, vals = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]
         row = " ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, vals))
-        print(f"epoch {self.epoch}: {row} ({time.perf_counter() - self.start:.0f}s, {time.strftime('%H:%M:%S')})",
+        chunks = getattr(self.dls.train, "chunks", 1)
+        where = f" (pass {self.epoch // chunks}, part {self.epoch % chunks + 1}/{chunks})" if chunks > 1 else ""
+        print(f"epoch {self.epoch}{where}: {row} ({time.perf_counter() - self.start:.0f}s, {time.strftime('%H:%M:%S')})",
               flush=True)
 
 
@@ -248,10 +294,12 @@ def train(dls, args, z_dim: int, run_dir: Path | None = None, resume: bool = Fal
     """Train one model; return the learner and its training tokens/s. With `run_dir`: a checkpoint
     after every epoch (resumed from with `resume`), per-epoch `history.csv`, per-batch `batches.csv`."""
     set_seed(args.seed)
-    cbs = []
+    cbs, n_epoch = [], args.epochs * getattr(args, "chunks", 1)
+    if isinstance(dls.train, ChunkedSentenceLoader):
+        cbs.append(ChunkEpoch())
     if run_dir is not None:
-        cbs = [Checkpoint(run_dir, resume=resume), CSVLogger(run_dir / "history.csv", append=True),
-               VAEBatchLogger(run_dir / "batches.csv"), EpochPrinter()]
+        cbs += [Checkpoint(run_dir, resume=resume), CSVLogger(run_dir / "history.csv", append=True),
+                VAEBatchLogger(run_dir / "batches.csv"), EpochPrinter()]
     learn = make_learner(dls, args, z_dim, path=run_dir or ".", cbs=cbs)
     n_tokens = sum(len(s) + 1 for s in dls.train.sentences) * args.epochs
     start = time.perf_counter()
@@ -259,9 +307,9 @@ def train(dls, args, z_dim: int, run_dir: Path | None = None, resume: bool = Fal
     with ctx:
         if run_dir is not None:
             learn.logger = noop           # EpochPrinter prints the epoch's row with its column names
-        learn.fit_one_cycle(args.epochs, args.lr) if args.one_cycle else learn.fit(args.epochs, args.lr)
-    done = args.epochs - (learn.checkpoint.start_epoch if run_dir is not None else 0)
-    return learn, n_tokens * done / args.epochs / (time.perf_counter() - start)
+        learn.fit_one_cycle(n_epoch, args.lr) if args.one_cycle else learn.fit(n_epoch, args.lr)
+    done = n_epoch - (learn.checkpoint.start_epoch if run_dir is not None else 0)
+    return learn, n_tokens * done / n_epoch / (time.perf_counter() - start)
 
 
 def load_run(dls, args, z_dim: int, run_dir: Path):
@@ -269,7 +317,7 @@ def load_run(dls, args, z_dim: int, run_dir: Path):
     ckpt = load_checkpoint(run_dir / "checkpoint.pth")
     learn = make_learner(dls, args, z_dim, path=run_dir)
     learn.model.load_state_dict(ckpt["model"])
-    return learn, ckpt["epoch"]
+    return learn, ckpt["epoch"] / getattr(args, "chunks", 1)          # passes over the training data
 
 
 @torch.no_grad()
@@ -296,6 +344,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the runs in --run-dir with their saved args.json")
     p.add_argument("--evaluate", action="store_true", help="evaluate the last checkpoints in --run-dir on the test split")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--chunks", type=int, default=1,
+                   help="with --run-dir: split every pass over the training data into this many fastai epochs, "
+                        "each checkpointed (a pass is 'epochs' in this script's arguments and reports)")
+    p.add_argument("--valid-sentences", type=int, default=None,
+                   help="validate each fastai epoch on this many validation sentences (a fixed random sample)")
     p.add_argument("--bs", type=int, default=32)
     p.add_argument("--emb", type=int, default=300)
     p.add_argument("--hidden", type=int, default=256)
@@ -333,7 +386,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 # What a run folder's args.json fixes; the rest (--iw-samples, --test-sentences, ...) may change on resume.
-TRAINING_ARGS = ("epochs", "bs", "emb", "hidden", "layers", "z", "cell", "tie", "lr", "wd", "one_cycle", "kl_schedule",
+TRAINING_ARGS = ("epochs", "chunks", "valid_sentences", "bs", "emb", "hidden", "layers", "z", "cell", "tie", "lr", "wd", "one_cycle", "kl_schedule",
                  "kl_warmup", "kl_ratio", "word_dropout", "emb_dropout", "free_bits", "dropout", "train_sentences", "seed")
 
 
@@ -424,8 +477,16 @@ def ptb_data(args):
     "PTB's training/validation loaders (PTB's own 10k vocabulary) and the test loader."
     train_sents = ptb_sentences("train")
     vocab = make_vocab(Counter(w for s in train_sents for w in s.split()), min_freq=1)      # PTB's 10k words
-    dls = SentenceDataLoaders.from_texts(train_sents[:args.train_sentences], valid_texts=ptb_sentences("valid"),
+    valid = ptb_sentences("valid")
+    if getattr(args, "valid_sentences", None):
+        valid = [valid[i] for i in sorted(np.random.default_rng(0).permutation(len(valid))[:args.valid_sentences])]
+    dls = SentenceDataLoaders.from_texts(train_sents[:args.train_sentences], valid_texts=valid,
                                          bs=args.bs, tok=BaseTokenizer(), rules=[], vocab=vocab)
+    if getattr(args, "chunks", 1) > 1:
+        t = dls.train
+        dls.train = ChunkedSentenceLoader(t.sentences, context=t.context, tokenizer=t.tokenizer,
+                                          context_encoder=t.context_encoder, bucket=t.bucket, bs=t.bs, shuffle=True,
+                                          device=t.device, chunks=args.chunks, seed=args.seed)
     test = ptb_sentences("test")[:args.test_sentences]
     test_dl = dls.sentence_dl(test, bs=256, allow_unknown=True)      # PTB's test split has all-<unk> sentences
     return dls, test_dl, test

@@ -117,10 +117,6 @@ class VAELearner(Learner):
         return torch.cat(mus), torch.cat(logvars)
 
     # ---------------------------------------------------------------- decoding
-    def _banned(self, no_unk: bool) -> list[int]:
-        "Ids never generated: `text.never_drawn` with `xxeos` as the end (and `xxunk` unless allowed)."
-        return never_drawn(self.dls.vocab, end=EOS, no_unk=no_unk)
-
     @torch.no_grad()
     def decode(self, z: torch.Tensor, strategy: str = "greedy", temperature: float = 1.0, beam_size: int = 5,
                max_len: int | None = None, context=None, seed: int | None = None, top_k: int | None = None,
@@ -151,7 +147,7 @@ class VAELearner(Learner):
             raise ValueError(f"max_len={max_len!r} must be a positive number of tokens")
         self.model.eval()
         cond = self.vae.condition(z.to(self._device), self._context(context, len(z)))
-        banned = self._banned(no_unk)
+        banned = never_drawn(self.dls.vocab, end=EOS, no_unk=no_unk)     # xxeos ends a sentence
         if strategy == "beam":
             ids = [self._beam(cond[i:i + 1], beam_size, max_len, banned) for i in range(len(z))]
         else:
@@ -329,8 +325,8 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
     enc = dls.context_encoder
     model = SentenceVAE(len(vocab), emb_sz=emb_sz, hidden_sz=hidden_sz, z_dim=z_dim, n_layers=n_layers,
                         bidirectional=bidirectional, cell=cell, n_context=0 if enc is None else enc.n_features,
-                        word_dropout=word_dropout, dropout=dropout, emb_dropout=emb_dropout, tie_weights=tie_weights, pad_idx=vocab.index(PAD),
-                        bos_idx=vocab.index(BOS), eos_idx=vocab.index(EOS), unk_idx=vocab.index(UNK))
+                        word_dropout=word_dropout, dropout=dropout, emb_dropout=emb_dropout, tie_weights=tie_weights,
+                        pad_idx=vocab.index(PAD), bos_idx=vocab.index(BOS), eos_idx=vocab.index(EOS), unk_idx=vocab.index(UNK))
     cbs = [KLAnnealing(kl_schedule, kl_warmup, kl_ratio, k=kl_k, x0=kl_x0), *listify(cbs)]
     if clip:
         cbs.append(GradientClip(clip))
