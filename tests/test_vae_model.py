@@ -140,3 +140,11 @@ def test_embedding_dropout_and_tied_weights():
         SentenceVAE(30, emb_sz=8, hidden_sz=12, tie_weights=True)
     with pytest.raises(ValueError, match="emb_dropout=1.0"):
         SentenceVAE(30, emb_dropout=1.0)
+
+
+def test_a_model_pickled_before_emb_dropout_still_loads():
+    import pickle
+    m = SentenceVAE(30, emb_sz=8, hidden_sz=12, z_dim=5)
+    del m._modules["emb_dropout"]                       # as pickled by the earlier version
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.emb_dropout.p == 0.0 and m2(batch())[0].shape[1] == 30

@@ -98,6 +98,11 @@ class SentenceVAE(nn.Module):
                 raise ValueError(f"tie_weights needs emb_sz == hidden_sz, got {emb_sz} and {hidden_sz}")
             self.out.weight = self.embedding.weight
 
+    def __setstate__(self, state):
+        "Models exported before `emb_dropout` existed load with none."
+        super().__setstate__(state)
+        self._modules.setdefault("emb_dropout", nn.Dropout(0.0))
+
     # ----------------------------------------------------------------- encoder
     def encode(self, x: torch.Tensor, ctx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior `(mu, logvar)`, each `(bs, z_dim)`, from the last layer's final state in each
