@@ -10,9 +10,15 @@ reference speed on the project's 2-core CPU is about 1,400 tokens/s.
     python bench/ptb_vae.py --models vae --json vae.json & python bench/ptb_vae.py --models lm --json lm.json
     python bench/ptb_vae.py --report vae.json lm.json
 
+Speed against the real timbmg/Sentence-VAE (its own model.py and training step, from a checkout
+outside this repository), alternating rounds in this process; without `--peer`, an in-process
+emulation of its step (`--peer-batches`), which flatters us by about 20%:
+
+    python bench/ptb_vae.py --models "" --peer /work/peers/Sentence-VAE --cpu-time [--peer-bf16]
+
 Full-length run (`--full`: the recipe below, resumable; one folder per model under `--run-dir`,
-with `args.json`, `checkpoint.pth` after every epoch, `history.csv` per epoch, `batches.csv` per
-training batch, `results.json` at the end):
+with `args.json`, `checkpoint.pth` after every tenth of a pass (`--chunks`), `history.csv` per
+checkpoint, `batches.csv` per training batch, `results.json` at the end):
 
     nice -n 15 python bench/ptb_vae.py --full --models vae --run-dir /work/ptb-runs &
     nice -n 15 python bench/ptb_vae.py --full --models lm --run-dir /work/ptb-runs &
