@@ -245,3 +245,29 @@ def test_bfloat16_training_on_the_cpu_stays_close_to_float32():
         assert next(learn.model.parameters()).dtype == torch.float32
     assert all(torch.isfinite(torch.tensor(losses[True])))
     assert losses[True][-1] == pytest.approx(losses[False][-1], rel=0.05)
+
+
+def test_batch_logger_drops_the_redone_epochs_rows_on_resume(tmp_path):
+    from fastai.callback.core import CancelFitException
+    from fastai_context.checkpoint import Checkpoint
+    from fastai_context.vae import VAEBatchLogger
+
+    class Interrupt(Callback):                       # a kill in the middle of epoch 2
+        def after_batch(self):
+            if self.training and self.epoch == 2 and self.iter == 1:
+                raise CancelFitException
+    titles = datasets.song_titles()[:200]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_texts(titles, bs=32, seed=0, max_len=12)
+    n = len(dls.train)
+    for cbs in ([Interrupt()], []):
+        set_seed(0)
+        learn = vae_learner(dls, z_dim=4, emb_sz=16, hidden_sz=16, path=tmp_path,
+                            cbs=[Checkpoint(resume=True), VAEBatchLogger(), *cbs])
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(3, 1e-3)
+        epochs = [int(ln.split(",")[1]) for ln in (tmp_path / "batches.csv").read_text().splitlines()[1:]]
+        if cbs:                                              # stopped during epoch 2, after 1 or 2 rows of it
+            assert epochs[:2 * n] == [0] * n + [1] * n and set(epochs[2 * n:]) == {2} and len(epochs) < 3 * n
+    assert epochs == [0] * n + [1] * n + [2] * n                # epoch 2's partial rows were dropped, then redone
