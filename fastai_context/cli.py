@@ -427,6 +427,7 @@ TRAIN_VAE = {
     "hidden_sz": (256, "encoder and decoder hidden size"),
     "cell": ("lstm", "'lstm' or 'gru'"),
     "word_dropout": (0.3, "decoder word dropout (Bowman et al. 2016)"),
+    "emb_dropout": (0.0, "dropout on the decoder's input embeddings (timbmg/Sentence-VAE: 0.5)"),
     "free_bits": (0.1, "nats per latent dimension below which KL is not penalized"),
     "kl_schedule": ("cyclical", "KL annealing: 'constant', 'linear', 'logistic' or 'cyclical'"),
     "kl_warmup": (0.25, "KL warm-up (or cycle) length: batches, or a fraction of all training batches"),
@@ -460,7 +461,8 @@ def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
     dls = SentenceDataLoaders.from_texts(texts, valid_pct=cfg["valid_pct"], bs=cfg["bs"], seed=cfg["seed"],
                                          min_freq=cfg["min_freq"], max_len=cfg["max_len"], path=run_dir)
     learn = vae_learner(dls, z_dim=cfg["z_dim"], emb_sz=cfg["emb_sz"], hidden_sz=cfg["hidden_sz"], cell=cfg["cell"],
-                        word_dropout=cfg["word_dropout"], free_bits=cfg["free_bits"], kl_schedule=cfg["kl_schedule"],
+                        word_dropout=cfg["word_dropout"], emb_dropout=cfg["emb_dropout"], free_bits=cfg["free_bits"],
+                        kl_schedule=cfg["kl_schedule"],
                         kl_warmup=cfg["kl_warmup"], path=run_dir, model_dir=".")
     _echo(f"{len(texts)} sentences, vocabulary of {len(dls.vocab)}")
     _fit(learn, cfg, run_dir, resume)
