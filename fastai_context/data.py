@@ -295,6 +295,12 @@ class ContextLanguageModelLoader(LMDataLoader):
         self._set_order(order)
         return idxs
 
+    def stream_docs(self, pos) -> torch.Tensor:
+        """The document (an index into `dataset` and `context`) at each stream position `pos` (any
+        shape) of this epoch's layout: the place whose span holds it, found by binary search."""
+        pos = np.asarray(pos)
+        return torch.from_numpy(self._order[np.searchsorted(self._ends, pos, side="right")])
+
     def state_dict(self) -> dict:
         "What a resumed run needs to continue the same sequence of epochs (see `Checkpoint`)."
         return {"rng": self.rng.getstate(), "doc_order": torch.from_numpy(self._order.copy()), "epoch": self._epoch}
