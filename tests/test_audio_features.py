@@ -127,7 +127,7 @@ def fake(catalog):
     "A fake Spotify on 127.0.0.1 in a thread; its bounded loop stops at teardown or after 2 minutes."
     fake = FakeSpotify(catalog)
     with local_server(_handler(fake)) as url:
-        fake.url = url + ""
+        fake.url = url
         yield fake
 
 
