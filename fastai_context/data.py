@@ -283,7 +283,7 @@ class ContextLanguageModelLoader(LMDataLoader):
         n = len(self._order)
         if self.shuffle_seed is None:   # process-global `random`, as fastai's `ReindexCollection.shuffle`
             rng = random
-        else:                           # shared by all ranks; 100_003 (a prime) keeps seeds of runs apart
+        else:   # same on all ranks; seed * 100_003 + epoch: one stream per (seed, epoch) while epochs < 100_003
             rng = random.Random(self.shuffle_seed * 100_003 + self._epoch)
         if self.fastai_order:
             order = self._order.tolist()
@@ -398,7 +398,8 @@ class ContextLanguageModelLoader(LMDataLoader):
 
     # ------------------------------------------------------------------- show
     @property
-    def feature_names(self) -> list[str]:
+    def context_cols(self) -> list[str]:
+        "The context's column names (`ContextEncoder.feature_names` are the encoded ones: `genre=rock`)."
         if self.context_encoder is not None:
             return self.context_encoder.columns
         return [f"context_{i}" for i in range(self.context.shape[1])]
@@ -412,7 +413,7 @@ class ContextLanguageModelLoader(LMDataLoader):
                 continue
             prev = r
             vals.append(self.context_encoder.decode(r) if self.context_encoder is not None
-                        else dict(zip(self.feature_names, r.tolist())))
+                        else dict(zip(self.context_cols, r.tolist())))
         return vals
 
     def show_batch(self, b=None, max_n: int = 9, ctxs=None, show: bool = True, unique: bool = False,
@@ -435,7 +436,7 @@ class ContextLanguageModelLoader(LMDataLoader):
         for i in range(min(max_n, len(x))):
             rec = {"text": text(x[i])}
             docs = self._context_values(ctx[i])
-            for name in self.feature_names:
+            for name in self.context_cols:
                 v = [d[name] for d in docs]
                 rec[name] = " | ".join(f"{u:.3g}" if isinstance(u, float) else str(u) for u in v)
             rec["text_"] = text(y[i])
