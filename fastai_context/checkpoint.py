@@ -67,23 +67,18 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _loader_state(dl) -> dict:
-    """A loader's own random generator; for a language-model loader also its document order
-    (each epoch shuffles the previous order in place) and epoch counter (it seeds the shared order)."""
-    state = {"rng": dl.rng.getstate()} if isinstance(getattr(dl, "rng", None), random.Random) else {}
-    if hasattr(getattr(dl, "items", None), "idxs"):
-        state["doc_order"] = torch.as_tensor(list(dl.items.idxs), dtype=torch.long)   # a tensor pickles fast
-    if hasattr(dl, "_epoch"):
-        state["epoch"] = dl._epoch
-    return state
+    """A loader's state through its own `state_dict()` (a language-model loader: its random
+    generator, document order and epoch counter); else just its random generator."""
+    if hasattr(dl, "state_dict"):
+        return dl.state_dict()
+    return {"rng": dl.rng.getstate()} if isinstance(getattr(dl, "rng", None), random.Random) else {}
 
 
 def _set_loader_state(dl, state: dict) -> None:
-    if "rng" in state:
+    if hasattr(dl, "load_state_dict"):
+        dl.load_state_dict(state)
+    elif "rng" in state:
         dl.rng.setstate(state["rng"])
-    if "doc_order" in state:
-        dl.items.idxs = state["doc_order"].tolist()
-    if "epoch" in state:
-        dl._epoch = state["epoch"]
 
 
 def _cb_key(cb) -> str:

@@ -12,488 +12,30 @@ A bad config, path, range or data column is refused with one line naming it, bef
 folder is made; a new run that fails before producing anything leaves no folder behind; a
 refused `--resume` changes no file of the run. A run folder is locked (`.lock`, with the PID)
 while a command writes to it, so a second process on it is refused.
+
+This module only parses arguments and reports errors in one line; the checks, the run folders
+and the experiments themselves are `fastai_context.recipes`, callable from Python.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
-import math
 import os
-import random
-import shutil
 import sys
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-import torch
 import yaml
-from fastai.callback.progress import CSVLogger
-from fastai.data.transforms import RandomSplitter
-from fastai.learner import load_learner
-from fastai.torch_core import num_distrib, rank_distrib, set_seed
+from fastai.torch_core import rank_distrib
 
-from . import datasets
-from .analysis import controllability, distinctive_words, plot_word_clouds, word_counts
-from .checkpoint import Checkpoint, CheckpointError, NonFiniteLossError, RaiseOnNaNCallback
-from .context import ContextEncoder, check_columns
-from .data import ContextTextDataLoaders
-from .distributed import check_launch, distrib_ctx
-from .learner import context_language_model_learner
-from .models import context_lm_config
-from .runs import (CONFIG_NAME, LOCK_NAME, PACKAGED_CONFIGS, ConfigError, RunLock, atomic_path,
-                   clean_stale_temporaries, load_config, make_run_dir, packaged_configs, read_config, save_config)
+from .checkpoint import CheckpointError, NonFiniteLossError
+from .distributed import check_launch
+from .recipes import COMMANDS, Command, new_or_empty_run_dir, resume, start
+from .runs import PACKAGED_CONFIGS, ConfigError, load_config, make_run_dir, packaged_configs
 from .sweep import grid_sweep, optuna_sweep, parse_grid
-from .vae import SentenceDataLoaders, vae_learner
 
 __all__ = ["main", "COMMANDS"]
-
-
-@dataclass
-class Command:
-    "A subcommand: its options (key -> (default, help)) and the function that runs it in a run folder."
-    name: str
-    help: str
-    options: dict[str, tuple[Any, str]]
-    run: Callable[[dict, Path], None]
-    resumable: bool = False
-    inputs: dict[str, str] = field(default_factory=dict)   # path keys -> what they name, checked before running
-    builtin_data: tuple[str, ...] = ()                     # `data` values naming a built-in data set, not a path
-    limits: dict[str, tuple[Callable[[Any], bool], str]] = field(default_factory=dict)  # key -> (test, what it needs)
-    check_data: Callable[[dict], None] | None = None       # reads the data and checks its columns
-
-    def check_inputs(self, cfg: Mapping) -> None:
-        "Fail before creating a run folder if an input path is missing."
-        for key, what in self.inputs.items():
-            if not (key == "data" and cfg[key] in self.builtin_data):
-                _existing_path(cfg, key, what)
-
-    def check_value(self, key: str, value: Any) -> None:
-        "Refuse a value outside the range `limits` gives for `key` (`epochs=0`, `lr=nan`, `valid_pct=1.5`)."
-        if key in self.limits:
-            ok, what = self.limits[key]
-            values = value if isinstance(value, (list, tuple)) else [value]
-            if not values or not all(ok(v) for v in values):
-                raise ConfigError(f"config key {key!r}: must be {what}, got {value!r}")
-
-    def check(self, cfg: Mapping, skip: Sequence[str] = ()) -> None:
-        """Every check that needs no run folder: ranges, then input paths, then the data's columns
-        (a sweep `skip`s the keys it varies: their values are checked one by one)."""
-        for key in self.limits:
-            if key in cfg and key not in skip:
-                self.check_value(key, cfg[key])
-        if not set(self.inputs) & set(skip):
-            self.check_inputs(cfg)
-        if self.check_data is not None and not {"data", "text_col", "context_cols"} & set(skip):
-            self.check_data(cfg)
-
-    @property
-    def defaults(self) -> dict[str, Any]:
-        return {k: d for k, (d, _) in self.options.items()}
-
-
-COMMON = {"seed": (42, "random seed: data split, shuffling, initial weights, sampling")}
-
-LM_DATA = {
-    "data": ("spotify", "'spotify' (the TidyTuesday Spotify tracks, from $FASTAI_CONTEXT_DATA or the checksummed "
-                        "download), 'lyrics' (the Billboard lyrics with Spotify features) or the path of a CSV file"),
-    "text_col": ("track_name", "text column"),
-    "context_cols": (["energy"], "context columns (numeric or categorical), comma separated"),
-    "n_docs": (0, "use a random sample of this many documents (0: all)"),
-    "valid_pct": (0.1, "fraction of documents held out for validation"),
-    "min_freq": (2, "minimum count of a token to enter the vocabulary"),
-}
-
-
-# ------------------------------------------------------------------------------------ limits
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _at_least(n: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _finite(v) and v >= n), f"at least {n}"
-
-
-def _one_of(*names: str) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v in names), f"one of {list(names)}"
-
-
-POSITIVE = ((lambda v: _finite(v) and v > 0), "a finite number above 0")
-NON_NEGATIVE = ((lambda v: _finite(v) and v >= 0), "a finite number, 0 or more")
-FRACTION = ((lambda v: _finite(v) and 0 < v < 1), "a fraction strictly between 0 and 1")
-PROBABILITY = ((lambda v: _finite(v) and 0 <= v <= 1), "between 0 and 1")
-SEED = ((lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer from 0 to 2**32 - 1")
-
-# --------------------------------------------------------------------------------------- helpers
-def _echo(*args) -> None:
-    "Print on rank 0 only (all ranks run the same command under torchrun)."
-    if rank_distrib() == 0:
-        print(*args, flush=True)
-
-
-def _existing_path(cfg: Mapping, key: str, what: str) -> Path:
-    value = cfg[key]
-    if not value:
-        raise ConfigError(f"config key {key!r} is required: the path of {what}")
-    p = Path(value).expanduser()
-    if not p.exists():
-        raise ConfigError(f"config key {key!r}: {what} {value!r} not found")
-    return p
-
-
-def _read_documents(cfg: Mapping) -> pd.DataFrame:
-    "The documents of `cfg['data']` with a text, checked to hold the text and context columns."
-    readers = {"spotify": lambda: datasets.spotify_tracks(dedupe=True), "lyrics": lambda: datasets.billboard_lyrics()}
-    if cfg["data"] in readers:
-        df = readers[cfg["data"]]()
-    else:
-        try:
-            df = pd.read_csv(cfg["data"])
-        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise ConfigError(f"config key 'data': {cfg['data']!r} is not a readable CSV file "
-                              f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
-    for key, cols in (("text_col", [cfg["text_col"]]), ("context_cols", cfg["context_cols"])):
-        try:
-            check_columns(df, cols, f"config key {key!r}: column")
-        except KeyError as e:
-            raise ConfigError(e.args[0]) from None
-    df = df.dropna(subset=[cfg["text_col"]])
-    if cfg["n_docs"]:
-        df = df.sample(min(cfg["n_docs"], len(df)), random_state=cfg["seed"])
-    return df.reset_index(drop=True)
-
-
-def _load_model(cfg: Mapping, key: str = "model"):
-    "A learner exported by `train-lm`/`train-vae`: `model` is its run folder or the `.pkl` itself."
-    p = _existing_path(cfg, key, "trained model (a run folder or its model.pkl)")
-    if p.is_dir():
-        p = p / "model.pkl"
-        if not p.exists():
-            raise ConfigError(f"config key {key!r}: {str(p.parent)!r} holds no model.pkl (did its training finish?)")
-    with warnings.catch_warnings():       # the user named this file: fastai's pickle warning adds nothing
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return load_learner(p)
-        except Exception as e:            # unpickling errors of a damaged or foreign file come in many types
-            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by train-lm/train-vae, or it "
-                              f"is damaged ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
-
-
-def _read_text(path: Path, key: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config key {key!r}: {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at "
-                          f"position {e.start}); save it as UTF-8") from None
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def _fit(learn, cfg: Mapping, run_dir: Path, resume: bool) -> None:
-    """`fit_one_cycle` with per-epoch metrics (CSVLogger) and checkpoints in `run_dir`,
-    data-parallel when launched with several processes. A resume is checked (checkpoint intact,
-    same vocabulary, context and epochs) before anything is written."""
-    ckpt = Checkpoint(run_dir, resume=resume)
-    if resume:
-        ckpt.load(learn.dls, cfg["epochs"])
-    cbs = [ckpt]
-    if not any(isinstance(cb, RaiseOnNaNCallback) for cb in learn.cbs):
-        cbs.append(RaiseOnNaNCallback())
-    if rank_distrib() == 0:
-        cbs.append(CSVLogger(run_dir / "history.csv", append=True))
-    with distrib_ctx(learn, shuffle_seed=cfg["seed"]):
-        learn.fit_one_cycle(cfg["epochs"], cfg["lr"], wd=cfg["wd"], cbs=cbs)
-
-
-# -------------------------------------------------------------------------------------- train-lm
-TRAIN_LM = {
-    **LM_DATA,
-    "bs": (64, "batch size (streams per batch; per process when data-parallel)"),
-    "seq_len": (72, "tokens per stream per batch (backpropagation through time)"),
-    "emb_sz": (200, "embedding size"),
-    "n_hid": (400, "LSTM hidden size"),
-    "n_layers": (2, "LSTM layers"),
-    "drop_mult": (1.0, "multiplier of all AWD-LSTM dropouts"),
-    "epochs": (4, "epochs of fit_one_cycle"),
-    "lr": (3e-3, "maximum learning rate of the one-cycle schedule"),
-    "wd": (0.1, "weight decay"),
-    "context_dropout": (0.0, "probability that a training document's context is replaced by the training mean in an "
-                             "epoch (ContextDropout: trains the model for guided generation)"),
-    "perplexity": (True, "after training, write validation perplexity with true, shuffled and mean context"),
-    "within": ("", "data column whose groups also get a within-group shuffle in perplexity.json, with a paired "
-                   "bootstrap over documents (e.g. decade; '': none)"),
-    "sample_words": (40, "after training, write a sample of this many words at the 5th and 95th percentile of "
-                         "the first context column (its first two categories if categorical; 0: none)"),
-    "sample_values": ([], "values of the first context column for the samples (default: its 5th and 95th percentile)"),
-    "n_sample_texts": (1, "samples per value"),
-    **COMMON,
-}
-
-
-VALID_COL, VALID_CSV = "is_valid", "valid.csv"
-
-LM_LIMITS = {"n_docs": _at_least(0), "valid_pct": FRACTION, "min_freq": _at_least(1), "seed": SEED}
-TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": _at_least(1), "seq_len": _at_least(1), "emb_sz": _at_least(1),
-                   "n_hid": _at_least(1), "n_layers": _at_least(1), "drop_mult": NON_NEGATIVE, "epochs": _at_least(1),
-                   "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": _at_least(0)}
-
-
-def check_lm_data(cfg: Mapping) -> None:
-    "The documents hold the text and context columns, and the context encodes (numbers are numbers...)."
-    df = _read_documents(cfg)
-    try:
-        ContextEncoder.fit(df, cfg["context_cols"])
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"config key 'context_cols': {e}") from None
-
-
-def train_lm(cfg: dict, run_dir: Path, resume: bool = False) -> None:
-    df = _read_documents(cfg)
-    df[VALID_COL] = False           # split here, so that the held-out documents can be saved with the run
-    df.loc[RandomSplitter(cfg["valid_pct"], seed=cfg["seed"])(df)[1], VALID_COL] = True
-    set_seed(cfg["seed"])
-    dls = ContextTextDataLoaders.from_df(df, cfg["text_col"], cfg["context_cols"], valid_col=VALID_COL,
-                                         bs=cfg["bs"], seq_len=cfg["seq_len"], seed=cfg["seed"],
-                                         min_freq=cfg["min_freq"], shuffle_seed=cfg["seed"], path=run_dir)
-    arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"])
-    learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run_dir, model_dir=".",
-                                           context_dropout=cfg["context_dropout"])
-    _echo(f"{len(df)} documents, vocabulary of {len(dls.vocab)}, context {dls.context_encoder.feature_names}")
-    _fit(learn, cfg, run_dir, resume)
-    if rank_distrib():
-        return
-    learn.export(run_dir / "model.pkl")
-    with atomic_path(run_dir / VALID_CSV) as tmp:
-        df.loc[df[VALID_COL], [cfg["text_col"], *cfg["context_cols"]]].to_csv(tmp, index=False)
-    if cfg["perplexity"]:
-        gain = learn.context_gain(within=cfg["within"] or None, seed=cfg["seed"], n_boot=1000)
-        ppl = {"true": float(gain.table.ppl_true.iloc[0]), **gain.table.ppl_other.to_dict()}
-        _write_json(run_dir / "perplexity.json", ppl)
-        with atomic_path(run_dir / "context_gain.csv") as tmp:      # gains, bootstrap CIs and p-values
-            gain.table.to_csv(tmp)
-        keys = [k for k in ("true", "shuffled", "shuffled_within", "mean") if k in ppl]
-        _echo(f"validation perplexity with {' / '.join(keys)} context: " + " / ".join(f"{ppl[k]:.2f}" for k in keys))
-        _echo(str(gain))
-    if cfg["sample_words"]:
-        enc, col = dls.context_encoder, cfg["context_cols"][0]
-        base = enc.decode(enc.mean_context())
-        values = cfg["sample_values"] or (df[col].quantile([0.05, 0.95]).round(3).tolist() if col in enc.numeric
-                                          else enc.categories[col][:2])
-        values = [float(v) for v in values] if col in enc.numeric else values
-        lines = [f"{col}={v}: " + text.replace("\n", " / ") for v in values
-                 for text in learn.generate({**base, col: v}, cfg["sample_words"], n_samples=cfg["n_sample_texts"],
-                                            seed=cfg["seed"], no_bar=True)]
-        _write_text(run_dir / "samples.txt", "\n\n".join(lines) + "\n")
-        _echo("\n".join(lines))
-
-
-# -------------------------------------------------------------------------------------- generate
-GENERATE = {
-    "model": ("", "a train-lm run folder (or its model.pkl)"),
-    "feature": ("energy", "context column to vary"),
-    "values": ([1.0, 0.0], "values of `feature` to generate at, comma separated"),
-    "context": ({}, "values of the other context columns, e.g. context='{playlist_genre: rock}' "
-                    "(default: training mean)"),
-    "n_words": (10000, "words to generate at each value"),
-    "n_samples": (10, "independent samples per value (the words are split between them)"),
-    "temperature": (1.0, "sampling temperature"),
-    "top_k": (0, "sample among the k most likely words (0: all)"),
-    "top_p": (1.0, "nucleus sampling: smallest set of words with this much probability (1.0: all)"),
-    "guidance": (1.0, "classifier-free guidance against the training-mean context (1: the model alone); the "
-                      "controllability report is then made at guidance 1 and at this guidance"),
-    "controllability_words": (2000, "words per value for the controllability report (0: skip it)"),
-    **COMMON,
-}
-
-
-def _value_name(feature: str, value: Any) -> str:
-    return f"{feature}={value}"
-
-
-GENERATE_LIMITS = {"values": (_finite, "finite numbers"), "n_words": _at_least(1), "n_samples": _at_least(1),
-                   "temperature": POSITIVE, "top_k": _at_least(0),
-                   "top_p": ((lambda v: _finite(v) and 0 < v <= 1), "above 0 and at most 1"),
-                   "controllability_words": _at_least(0), "seed": SEED}
-
-
-def generate(cfg: dict, run_dir: Path) -> None:
-    learn = _load_model(cfg)
-    enc = learn.dls.context_encoder
-    if cfg["feature"] not in enc.columns:
-        raise ConfigError(f"config key 'feature': {cfg['feature']!r} is not a context column of this model; "
-                          f"it was trained with {enc.columns}")
-    base = enc.decode(enc.mean_context())
-    unknown = [k for k in cfg["context"] if k not in enc.columns]
-    if unknown:
-        raise ConfigError(f"config key 'context': {unknown} are not context columns of this model ({enc.columns})")
-    sample_kw = dict(temperature=cfg["temperature"], top_k=cfg["top_k"] or None,
-                     top_p=cfg["top_p"] if cfg["top_p"] < 1 else None)
-    (run_dir / "samples").mkdir(exist_ok=True)
-    per_sample = math.ceil(cfg["n_words"] / cfg["n_samples"])
-    for v in cfg["values"]:
-        ctx = {**base, **cfg["context"], cfg["feature"]: v}
-        texts = learn.generate(ctx, per_sample, n_samples=cfg["n_samples"], seed=cfg["seed"], doc_sep=" / ",
-                               guidance=cfg["guidance"], **sample_kw)
-        path = run_dir / "samples" / f"{_value_name(cfg['feature'], v)}.txt"
-        _write_text(path, "\n\n".join(texts) + "\n")
-        _echo(f"{cfg['feature']}={v}: {len(texts)} samples of {per_sample} words -> {path}\n  {texts[0][:300]}")
-    if cfg["controllability_words"] and cfg["feature"] in enc.numeric and len(cfg["values"]) > 1:
-        model_dir = Path(cfg["model"]) if Path(cfg["model"]).is_dir() else Path(cfg["model"]).parent
-        if not (model_dir / VALID_CSV).exists():
-            raise ConfigError(f"config key 'controllability_words': the report needs the held-out texts that train-lm "
-                              f"saves as {VALID_CSV} beside model.pkl, and {str(model_dir)!r} has none; "
-                              "set controllability_words=0")
-        real = pd.read_csv(model_dir / VALID_CSV)
-        text_col = read_config(model_dir)[1]["text_col"]
-        reports = [controllability(learn, cfg["feature"], values=sorted(cfg["values"]), seed=cfg["seed"],
-                                   n_words=cfg["controllability_words"], context=cfg["context"] or None,
-                                   real_texts=real[text_col].astype(str), real_values=real[cfg["feature"]],
-                                   guidance=g, no_bar=True, **sample_kw)
-                   for g in sorted({1.0, float(cfg["guidance"])})]
-        _write_text(run_dir / "controllability.txt", "\n\n".join(map(str, reports)) + "\n")
-        _echo("\n\n".join(map(str, reports)))
-
-
-# ------------------------------------------------------------------------------------ wordclouds
-WORDCLOUDS = {
-    "samples": ("", "a generate run folder: one word cloud per file in its samples/"),
-    "top": (30, "distinctive words to list for each side"),
-    "width": (800, "pixels per cloud"),
-    "height": (400, "pixels per cloud"),
-}
-
-
-WORDCLOUDS_LIMITS = {"top": _at_least(1), "width": _at_least(1), "height": _at_least(1)}
-
-
-def wordclouds(cfg: dict, run_dir: Path) -> None:
-    folder = _existing_path(cfg, "samples", "generate run folder")
-    files = sorted((folder / "samples").glob("*.txt")) if folder.is_dir() else []
-    if len(files) < 2:
-        raise ConfigError(f"config key 'samples': {str(folder)!r} needs at least two files in samples/ "
-                          f"(a generate run with two values or more), found {len(files)}")
-    gen_cfg = read_config(folder)[1]
-    feature = gen_cfg.get("feature", "")
-    order = {_value_name(feature, v): i for i, v in enumerate(gen_cfg.get("values", []))}
-    files.sort(key=lambda f: order.get(f.stem, len(order)))
-    counts = {_panel_title(f.stem, feature, gen_cfg.get("values", [])): word_counts(f.read_text(encoding="utf-8"))
-              for f in files}
-    fig = plot_word_clouds(counts, width=cfg["width"], height=cfg["height"])
-    with atomic_path(run_dir / "wordclouds.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    names = list(counts)[:2]
-    table = distinctive_words(counts[names[0]], counts[names[1]], top=cfg["top"], names=tuple(names))
-    with atomic_path(run_dir / "distinctive_words.csv") as tmp:
-        table.to_csv(tmp)
-    _echo(f"word clouds -> {run_dir / 'wordclouds.png'}\n"
-          f"distinctive words, {names[0]} vs {names[1]}:\n{table.to_string(float_format=lambda v: f'{v:.3g}')}")
-
-
-def _panel_title(stem: str, feature: str, values: Sequence) -> str:
-    "'high energy (1.0)' / 'low energy (0.0)' for the extremes, so the blog's colours apply; else the stem."
-    nums = [v for v in values if isinstance(v, (int, float))]
-    if nums and stem.startswith(f"{feature}="):
-        v = float(stem.split("=", 1)[1])
-        if v == max(nums):
-            return f"high {feature} ({v:g})"
-        if v == min(nums):
-            return f"low {feature} ({v:g})"
-    return stem
-
-
-# ------------------------------------------------------------------------------------- train-vae
-TRAIN_VAE = {
-    "data": ("song_titles", "'song_titles' (the blog data's 9,850 song titles), 'spotify' (the Spotify track names) "
-                            "or a text file, one sentence a line"),
-    "n_docs": (0, "use a random sample of this many sentences (0: all)"),
-    "valid_pct": (0.1, "fraction of sentences held out for validation"),
-    "min_freq": (2, "minimum count of a token to enter the vocabulary"),
-    "max_len": (30, "truncate sentences to this many tokens"),
-    "bs": (64, "batch size"),
-    "z_dim": (32, "latent size"),
-    "emb_sz": (256, "embedding size"),
-    "hidden_sz": (256, "encoder and decoder hidden size"),
-    "cell": ("lstm", "'lstm' or 'gru'"),
-    "word_dropout": (0.3, "decoder word dropout (Bowman et al. 2016)"),
-    "free_bits": (0.1, "nats per latent dimension below which KL is not penalized"),
-    "kl_schedule": ("cyclical", "KL annealing: 'constant', 'linear', 'logistic' or 'cyclical'"),
-    "kl_warmup": (0.25, "KL warm-up (or cycle) length: batches, or a fraction of all training batches"),
-    "epochs": (10, "epochs of fit_one_cycle"),
-    "lr": (3e-3, "maximum learning rate"),
-    "wd": (0.01, "weight decay"),
-    "n_samples": (5, "after training, write this many sentences sampled from the prior (0: none)"),
-    **COMMON,
-}
-
-
-TRAIN_VAE_LIMITS = {"n_docs": _at_least(0), "valid_pct": FRACTION, "min_freq": _at_least(1), "max_len": _at_least(1),
-                    "bs": _at_least(1), "z_dim": _at_least(1), "emb_sz": _at_least(1), "hidden_sz": _at_least(1),
-                    "cell": _one_of("lstm", "gru"), "word_dropout": PROBABILITY, "free_bits": NON_NEGATIVE,
-                    "kl_schedule": _one_of("constant", "linear", "logistic", "cyclical"), "kl_warmup": NON_NEGATIVE,
-                    "epochs": _at_least(1), "lr": POSITIVE, "wd": NON_NEGATIVE, "n_samples": _at_least(0),
-                    "seed": SEED}
-
-
-def train_vae(cfg: dict, run_dir: Path, resume: bool = False) -> None:
-    if cfg["data"] == "song_titles":
-        texts = datasets.song_titles()
-    elif cfg["data"] == "spotify":
-        texts = datasets.spotify_tracks(dedupe=True)["track_name"].dropna().tolist()
-    else:
-        texts = [ln.strip() for ln in _read_text(_existing_path(cfg, "data", "text file"), "data").splitlines()]
-        texts = [t for t in texts if t]
-    if cfg["n_docs"]:
-        texts = random.Random(cfg["seed"]).sample(texts, min(cfg["n_docs"], len(texts)))
-    set_seed(cfg["seed"])
-    dls = SentenceDataLoaders.from_texts(texts, valid_pct=cfg["valid_pct"], bs=cfg["bs"], seed=cfg["seed"],
-                                         min_freq=cfg["min_freq"], max_len=cfg["max_len"], path=run_dir)
-    learn = vae_learner(dls, z_dim=cfg["z_dim"], emb_sz=cfg["emb_sz"], hidden_sz=cfg["hidden_sz"], cell=cfg["cell"],
-                        word_dropout=cfg["word_dropout"], free_bits=cfg["free_bits"], kl_schedule=cfg["kl_schedule"],
-                        kl_warmup=cfg["kl_warmup"], path=run_dir, model_dir=".")
-    _echo(f"{len(texts)} sentences, vocabulary of {len(dls.vocab)}")
-    _fit(learn, cfg, run_dir, resume)
-    if rank_distrib():
-        return
-    learn.export(run_dir / "model.pkl")
-    if cfg["n_samples"]:
-        samples = learn.sample(cfg["n_samples"], seed=cfg["seed"])
-        _write_text(run_dir / "samples.txt", "\n".join(samples) + "\n")
-        _echo("samples from the prior:\n  " + "\n  ".join(samples))
-
-
-# -------------------------------------------------------------------------------------- homotopy
-HOMOTOPY = {
-    "model": ("", "a train-vae run folder (or its model.pkl)"),
-    "s0": ("", "first sentence"),
-    "s1": ("", "last sentence"),
-    "steps": (5, "points between them"),
-    "method": ("lerp", "'lerp' or 'slerp'"),
-}
-
-
-HOMOTOPY_LIMITS = {"steps": _at_least(1), "method": _one_of("lerp", "slerp")}
-
-
-def homotopy(cfg: dict, run_dir: Path) -> None:
-    for key in ("s0", "s1"):
-        if not cfg[key].strip():
-            raise ConfigError(f"config key {key!r} is required: a sentence, e.g. {key}='i want to hold your hand'")
-    learn = _load_model(cfg)
-    path = learn.homotopy(cfg["s0"], cfg["s1"], steps=cfg["steps"], method=cfg["method"])
-    _write_text(run_dir / "homotopy.txt", str(path) + "\n")
-    _echo(str(path))
 
 
 # ----------------------------------------------------------------------------------------- sweep
@@ -522,7 +64,7 @@ def _sweep(args: argparse.Namespace) -> None:
         cmd.check_value(key, list(spec[:2]) if isinstance(spec, tuple) else spec)
     base = load_config(config, overrides, cmd.defaults, command=cmd.name)
     cmd.check(base, skip=list(space))                                 # fail now, not in every job
-    root = make_run_dir("sweep") if args.run_dir is None else _new_or_empty(Path(args.run_dir))[0]
+    root = make_run_dir("sweep") if args.run_dir is None else new_or_empty_run_dir(Path(args.run_dir))[0]
     kw = dict(command=cmd.name, config=config, overrides=overrides, root=root, jobs=args.jobs,
               metric=args.metric, maximize=args.maximize)
     if args.trials:
@@ -532,20 +74,6 @@ def _sweep(args: argparse.Namespace) -> None:
     print(f"sweep of {len(table)} runs, sorted by {args.metric} -> {root / 'summary.csv'}")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
 
-
-# ------------------------------------------------------------------------------------------ main
-COMMANDS: dict[str, Command] = {c.name: c for c in [
-    Command("train-lm", "train a context-conditioned language model (AWD-LSTM)", TRAIN_LM, train_lm, resumable=True,
-            inputs={"data": "data file"}, builtin_data=("spotify", "lyrics"), limits=TRAIN_LM_LIMITS, check_data=check_lm_data),
-    Command("generate", "generate text at chosen context values; controllability report", GENERATE, generate,
-            inputs={"model": "trained model (a train-lm run folder or its model.pkl)"}, limits=GENERATE_LIMITS),
-    Command("wordclouds", "word clouds side by side and distinctive words of a generate run", WORDCLOUDS, wordclouds,
-            inputs={"samples": "generate run folder"}, limits=WORDCLOUDS_LIMITS),
-    Command("train-vae", "train a sentence VAE", TRAIN_VAE, train_vae, resumable=True,
-            inputs={"data": "text file"}, builtin_data=("song_titles", "spotify"), limits=TRAIN_VAE_LIMITS),
-    Command("homotopy", "decode the path between two sentences in a trained VAE's latent space", HOMOTOPY, homotopy,
-            inputs={"model": "trained model (a train-vae run folder or its model.pkl)"}, limits=HOMOTOPY_LIMITS),
-]}
 
 
 def _options_help(cmd: Command) -> str:
@@ -615,101 +143,17 @@ def _list_configs() -> None:
     print(f"\n(in {PACKAGED_CONFIGS}; use one by name, e.g. fastai-context train-lm tiny-lm epochs=2)")
 
 
-def _shared_run_dir(command: str, run_dir: str | None) -> tuple[Path, bool]:
-    """Create the run folder on rank 0 and tell the other ranks its name; also whether this
-    command made it (a given empty folder is used, not made)."""
-    def make() -> tuple[Path, bool]:
-        return (make_run_dir(command), True) if run_dir is None else _new_or_empty(Path(run_dir))
-    if num_distrib() <= 1:
-        return make()
-    from accelerate import PartialState      # fastai.distributed's dependency
-    PartialState(cpu=not torch.cuda.is_available())                 # starts the process group
-    made = [make() if rank_distrib() == 0 else None]
-    torch.distributed.broadcast_object_list(made, src=0)
-    return made[0]
-
-
-def _new_or_empty(path: Path) -> tuple[Path, bool]:
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--run-dir {str(path)!r} is a file, not a folder")
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"--run-dir {str(path)!r} is not empty: choose a new folder, or continue it with --resume")
-    made = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
-    return path, made
-
-
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    "Hold the run folder's lock file (rank 0: it alone writes the shared files) while the block runs."
-    with RunLock(run_dir) if rank_distrib() == 0 else contextlib.nullcontext():
-        yield
-
-
-def _produced_nothing(run_dir: Path) -> bool:
-    "Nothing in the folder but the config, the lock and a history without any epoch row."
-    for p in run_dir.rglob("*"):
-        if p.is_dir() or p.name in (CONFIG_NAME, LOCK_NAME):
-            continue
-        if p.name == "history.csv" and not any(ln.split(",", 1)[0].isdigit() for ln in p.read_text().splitlines()):
-            continue
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _removed_if_failed(run_dir: Path, made: bool) -> Iterator[None]:
-    "A new run that fails before it produced anything leaves no folder behind (so --run-dir can be reused)."
-    try:
-        yield
-    except BaseException:
-        if rank_distrib() == 0 and run_dir.is_dir() and _produced_nothing(run_dir):
-            for p in sorted(run_dir.iterdir()):
-                if p.name != LOCK_NAME:          # the lock goes when the block holding it ends
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-            if made:                             # a given empty folder stays, empty
-                shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-
 def _start(cmd: Command, args: argparse.Namespace) -> Path:
-    "A new run: every check first, then the run folder, locked while the command writes to it."
+    "A new run: `recipes.start` checks everything before it makes the run folder."
     config, overrides = _split_config(args.config, args.overrides)
-    cfg = load_config(config, overrides, cmd.defaults, command=cmd.name)
-    cmd.check(cfg)
-    run_dir, made = _shared_run_dir(cmd.name, args.run_dir)
-    run_dir = run_dir.resolve()
-    with _locked(run_dir), _removed_if_failed(run_dir, made):
-        if rank_distrib() == 0:
-            save_config(run_dir, cfg, cmd.name)
-        _echo(f"{cmd.name}: writing to {run_dir}")
-        cmd.run(cfg, run_dir)
-    return run_dir
+    return start(cmd.name, config, overrides, run_dir=args.run_dir).path
 
 
 def _resume(cmd: Command, args: argparse.Namespace) -> Path:
-    """Continue a run: with its folder locked, check its command, config and checkpoint (the
-    training code then checks the checkpoint against the data) before anything is written."""
+    "Continue a run with its saved config (`recipes.resume` checks it and its checkpoint first)."
     if args.config or args.overrides or args.run_dir:
         raise ConfigError("--resume continues a run with its saved config: give no config, overrides or --run-dir")
-    run_dir = Path(args.resume).resolve()
-    if not run_dir.is_dir():
-        raise ConfigError(f"--resume {args.resume!r}: no such run folder")
-    with _locked(run_dir):
-        saved = read_config(run_dir)[0]
-        if saved != cmd.name:
-            raise ConfigError(f"{args.resume!r} is a {saved} run, not {cmd.name}")
-        cfg = load_config(run_dir / CONFIG_NAME, [], cmd.defaults, command=cmd.name)
-        cmd.check(cfg)
-        ckpt = Checkpoint(run_dir)
-        if not (ckpt.file.exists() or ckpt.prev_file.exists()):
-            raise ConfigError(f"no checkpoint in {str(run_dir)!r} (it was deleted, or the run stopped before its "
-                              "first epoch ended): start a new run")
-        if rank_distrib() == 0:
-            clean_stale_temporaries(run_dir)       # left by a kill during a write
-        _echo(f"resuming {run_dir}")
-        cmd.run(cfg, run_dir, resume=True)
-    return run_dir
+    return resume(cmd.name, args.resume, name="--resume").path
 
 
 # errors of the user's making: said in one line (FASTAI_CONTEXT_TRACEBACK=1 shows the traceback)
@@ -735,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_launch()                     # `accelerate launch --num_processes N` without --multi_gpu: one process
         cmd = COMMANDS[args.cmd]
         run_dir = _resume(cmd, args) if getattr(args, "resume", None) else _start(cmd, args)
-        _echo(f"done: results in {run_dir}")
+        if rank_distrib() == 0:           # every rank runs the command under torchrun
+            print(f"done: results in {run_dir}", flush=True)
     except USER_ERRORS as e:
         if os.environ.get("FASTAI_CONTEXT_TRACEBACK"):
             raise

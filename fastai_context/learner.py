@@ -230,13 +230,12 @@ class ContextLMLearner(LMLearner):
         """Summed NLL and token count per document of `dl` `(n_docs,)`, in the loader's document order.
 
         The loss of predicting stream position p + 1 is charged to the document that token belongs to
-        (`dl._stream_doc`), so a document's first token (predicted from the end of the previous one)
+        (`dl.stream_docs`), so a document's first token (predicted from the end of the previous one)
         counts for it, as every token counts in the token-level perplexity."""
         self.model.eval()
         self.model.reset()
         n_docs = len(dl.context)
         nll, n = torch.zeros(n_docs, dtype=torch.float64), torch.zeros(n_docs, dtype=torch.float64)
-        doc_of = dl._stream_doc
         with torch.no_grad():
             for k, (x, ctx, y) in enumerate(progress_bar(dl, leave=False)):
                 logits = self.model(x, ctx)[0]
@@ -245,7 +244,7 @@ class ContextLMLearner(LMLearner):
                 # target y[i, t] is stream position rows_i * bl + k * seq_len + t + 1 (see `_rows`)
                 rows = torch.arange(y.shape[0]) + dl.rank * dl.bs
                 pos = (rows * dl.bl + k * dl.seq_len)[:, None] + torch.arange(1, y.shape[1] + 1)
-                docs = doc_of[pos].flatten()
+                docs = dl.stream_docs(pos.numpy()).flatten()
                 nll.index_add_(0, docs, tok.flatten())
                 n.index_add_(0, docs, torch.ones_like(tok.flatten()))
         self.model.reset()

@@ -4,7 +4,9 @@ A config is a flat mapping of knobs. `load_config` starts from a command's defau
 applies a YAML or JSON file and then `key=value` overrides, and checks every key and type
 against the defaults, so a typo fails at once with the key's name instead of an hour later.
 `make_run_dir` creates the folder; `save_config` writes the resolved config into it;
-`RunLock` keeps a second process out of a folder that one is writing to.
+`RunLock` keeps a second process out of a folder that one is writing to; `RunFolder` names
+and reads the files the commands write into a run folder, so that no command has to know
+another's file names.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ except ImportError:                           # Windows: run folders are not loc
     fcntl = None
 
 __all__ = ["ConfigError", "atomic_path", "parse_value", "load_config", "make_run_dir", "save_config",
-           "read_config", "CONFIG_NAME", "packaged_configs", "resolve_config", "RunLock", "clean_stale_temporaries"]
+           "read_config", "CONFIG_NAME", "packaged_configs", "resolve_config", "RunLock", "clean_stale_temporaries",
+           "RunFolder"]
 
 CONFIG_NAME = "config.yaml"
 LOCK_NAME = ".lock"
@@ -271,13 +274,18 @@ def _check_key(key: str, defaults: Mapping, where: str) -> None:
         raise ConfigError(f"unknown config key {key!r} in {where}{hint} Known keys: {sorted(defaults)}")
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = (), defaults: Mapping[str, Any] = {},
-                command: str | None = None) -> dict:
-    """`defaults`, updated by the YAML/JSON file at `path` (if any), then by `key=value` strings.
-    Unknown keys and values of the wrong type raise `ConfigError` naming the key. A file may
-    name its `command` (as a run folder's `config.yaml` does); it must then be `command`."""
+def load_config(path: str | Path | Mapping | None, overrides: Sequence[str] = (), defaults: Mapping[str, Any] = {},
+                command: str | None = None, values: Mapping[str, Any] | None = None) -> dict:
+    """`defaults`, updated by the YAML/JSON file at `path` (if any; or a mapping in its place), then
+    by `key=value` strings, then by the Python `values`. Unknown keys and values of the wrong type
+    raise `ConfigError` naming the key. A file may name its `command` (as a run folder's
+    `config.yaml` does); it must then be `command`."""
     cfg = dict(defaults)
-    if path is not None:
+    if isinstance(path, Mapping):
+        for k, v in path.items():
+            _check_key(k, defaults, "the config")
+            cfg[k] = parse_value(k, v, defaults[k])
+    elif path is not None:
         data = _read_file(Path(path))
         saved = data.pop("command", None)
         if saved is not None and command is not None and saved != command:
@@ -292,6 +300,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = (), defaults
         k = k.strip()
         _check_key(k, defaults, "the command line")
         cfg[k] = parse_value(k, v, defaults[k])
+    for k, v in (values or {}).items():
+        _check_key(k, defaults, "the keyword arguments")
+        cfg[k] = parse_value(k, os.fspath(v) if isinstance(v, os.PathLike) else v, defaults[k])
     return cfg
 
 
@@ -324,3 +335,111 @@ def read_config(run_dir: str | Path) -> tuple[str, dict]:
         raise ConfigError(f"{str(run_dir)!r} is not a run folder: it has no {CONFIG_NAME}")
     data = _read_file(path)
     return data.pop("command", None), data
+
+
+class RunFolder:
+    """A run folder and the files a command writes into it, by what they are: every command
+    (and a notebook) reads another run's results through this, never through file names of
+    its own. `fastai_context.recipes` returns one from each recipe.
+
+        run = RunFolder("runs/lm")
+        run.config["text_col"], run.history.valid_loss.iloc[-1], run.perplexity["true"]
+    """
+    HISTORY, MODEL, VALID, PERPLEXITY, CONTEXT_GAIN = ("history.csv", "model.pkl", "valid.csv", "perplexity.json",
+                                                       "context_gain.csv")
+    SAMPLES, SAMPLES_DIR, MANIFEST = "samples.txt", "samples", "manifest.json"
+    CONTROLLABILITY, WORDCLOUDS, DISTINCTIVE_WORDS, HOMOTOPY = ("controllability.txt", "wordclouds.png",
+                                                                "distinctive_words.csv", "homotopy.txt")
+
+    def __init__(self, path: str | Path | "RunFolder"):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:                 # `Path(run)`, `open(run / ...)`, `str(run)` all work
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RunFolder) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # ------------------------------------------------------------ file names
+    config_file = property(lambda self: self.path / CONFIG_NAME)
+    lock_file = property(lambda self: self.path / LOCK_NAME)
+    history_file = property(lambda self: self.path / self.HISTORY, doc="per-epoch metrics (fastai's CSVLogger)")
+    model_file = property(lambda self: self.path / self.MODEL, doc="the exported learner (`load_learner`)")
+    valid_file = property(lambda self: self.path / self.VALID, doc="train-lm's held-out documents")
+    perplexity_file = property(lambda self: self.path / self.PERPLEXITY)
+    context_gain_file = property(lambda self: self.path / self.CONTEXT_GAIN)
+    samples_file = property(lambda self: self.path / self.SAMPLES, doc="texts sampled after training")
+    samples_dir = property(lambda self: self.path / self.SAMPLES_DIR, doc="generate's texts, one file per value")
+    manifest_file = property(lambda self: self.samples_dir / self.MANIFEST,
+                             doc="generate's record of each samples file's context")
+    controllability_file = property(lambda self: self.path / self.CONTROLLABILITY)
+    wordclouds_file = property(lambda self: self.path / self.WORDCLOUDS)
+    distinctive_words_file = property(lambda self: self.path / self.DISTINCTIVE_WORDS)
+    homotopy_file = property(lambda self: self.path / self.HOMOTOPY)
+
+    def sample_file(self, name: str) -> Path:
+        "The samples file of one generated value (`energy=1.0` -> `samples/energy=1.0.txt`)."
+        return self.samples_dir / f"{name}.txt"
+
+    # ------------------------------------------------------------ readers
+    @property
+    def command(self) -> str | None:
+        "The command that made this run (from its config.yaml)."
+        return read_config(self.path)[0]
+
+    @property
+    def config(self) -> dict:
+        "The run's resolved config (from its config.yaml)."
+        return read_config(self.path)[1]
+
+    @property
+    def history(self):
+        "The per-epoch metrics as a DataFrame (empty before the first epoch ends)."
+        import pandas as pd
+        if not self.history_file.exists():
+            return pd.DataFrame()
+        return pd.read_csv(self.history_file)
+
+    @property
+    def perplexity(self) -> dict:
+        "train-lm's validation perplexity with true, shuffled and mean context."
+        return json.loads(self.perplexity_file.read_text(encoding="utf-8"))
+
+    @property
+    def text_col(self) -> str:
+        return self.config["text_col"]
+
+    @property
+    def context_cols(self) -> list[str]:
+        return list(self.config["context_cols"])
+
+    def valid(self):
+        "train-lm's held-out documents: its text and context columns (raises `ConfigError` if it saved none)."
+        import pandas as pd
+        if not self.valid_file.exists():
+            raise ConfigError(f"{str(self.path)!r} holds no {self.VALID} (the held-out documents train-lm saves)")
+        return pd.read_csv(self.valid_file)
+
+    @property
+    def manifest(self) -> dict | None:
+        """generate's manifest: `{'feature': ..., 'samples': [{'value', 'context', 'file'}, ...]}` in
+        the order of the values; None for a folder written before manifests existed."""
+        if not self.manifest_file.exists():
+            return None
+        return json.loads(self.manifest_file.read_text(encoding="utf-8"))
+
+    def lock(self) -> RunLock:
+        "The folder's `RunLock` (use as a context manager)."
+        return RunLock(self.path)

@@ -1,5 +1,9 @@
 """Shared fixtures: real data from ../shared/data, offline NLTK, one torch thread per worker."""
 import os
+import threading
+import time
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -35,3 +39,25 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> Path:
     pm.execute_notebook(str(ROOT / "nbs" / name), str(out), parameters=parameters, cwd=str(tmp_path),
                         kernel_name="python3", progress_bar=False)
     return out
+
+
+@contextmanager
+def local_server(handler):
+    """Serve `handler` (a `BaseHTTPRequestHandler` class) on 127.0.0.1 in a thread; yield the base URL.
+    The serving loop is bounded (it stops at exit or after 2 minutes) and one slow answer does not
+    block the next request."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads, server.timeout = True, 0.05
+    stop, deadline = threading.Event(), time.monotonic() + 120
+
+    def serve():
+        while not stop.is_set() and time.monotonic() < deadline:
+            server.handle_request()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.server_close()

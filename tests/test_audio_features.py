@@ -4,16 +4,16 @@ import base64
 import json
 import logging
 import sqlite3
-import threading
 import time
 import urllib.parse
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import local_server
 from fastai_context import datasets
 from fastai_context.audio_features import (AUDIO_FEATURES, FileFeatures, SpotifyFeatures, SpotifyFeaturesError,
                                            SpotifyForbiddenError, SpotifyRateLimitError, add_audio_features,
@@ -126,20 +126,9 @@ def catalog(tracks):
 def fake(catalog):
     "A fake Spotify on 127.0.0.1 in a thread; its bounded loop stops at teardown or after 2 minutes."
     fake = FakeSpotify(catalog)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))   # a slow answer must not block the next
-    server.daemon_threads, server.timeout = True, 0.05
-    stop, deadline = threading.Event(), time.monotonic() + 120
-
-    def serve():
-        while not stop.is_set() and time.monotonic() < deadline:
-            server.handle_request()
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    stop.set()
-    thread.join(5)
-    server.server_close()
+    with local_server(_handler(fake)) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture

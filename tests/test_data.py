@@ -273,3 +273,173 @@ def test_never_drawn_is_one_definition_for_lm_and_vae():
     ban = lambda **kw: [vocab[i] for i in never_drawn(vocab, **kw)]
     assert ban() == ["xxunk", "xxpad", "xxeos", "xxfld", "xxfake", "xxfake"]
     assert ban(end="xxeos", no_unk=False) == ["xxpad", "xxbos", "xxfld", "xxfake", "xxfake"]
+
+
+# ------------------------------------------------------------------ at scale
+FULL_EPOCH = r"""
+import sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from fastai_context.data import ContextLanguageModelLoader
+rng = np.random.default_rng(0)
+lens = rng.integers(1, 80, 75_000)                     # ~3M tokens, every token id unique
+ends = np.cumsum(lens)
+docs = list(torch.arange(int(ends[-1])).split(lens.tolist()))
+context = torch.from_numpy(np.stack([np.arange(len(lens)), -np.arange(len(lens))], 1).astype(np.float32))
+dl = ContextLanguageModelLoader(docs, context, bs=8, seq_len=72, shuffle=True)
+orders = []
+for epoch in range(2):
+    seen = np.zeros(int(ends[-1]), dtype=np.int64)
+    for x, ctx, y in dl:
+        x = x.numpy()
+        owner = np.searchsorted(ends, x, side="right")   # the document each token id belongs to
+        assert (ctx[..., 0].numpy() == owner).all() and (ctx[..., 1].numpy() == -owner).all()
+        np.add.at(seen, x.ravel(), 1)
+    assert seen.max() == 1 and seen.sum() == dl.bs * dl.bl, (seen.max(), seen.sum(), dl.bs * dl.bl)
+    # the tokens left out are the stream's tail: fewer than bs + 1 of them
+    assert int(ends[-1]) - seen.sum() <= dl.bs
+    orders.append(dl.items.idxs.copy())
+assert not np.array_equal(orders[0], orders[1])
+print("ok", int(ends[-1]), dl.n_batches)
+"""
+
+
+def test_multi_million_token_epoch_every_token_once_with_its_context():
+    "A 3M-token corpus, two shuffled epochs: each token exactly once per epoch, with its document's context."
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", FULL_EPOCH], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok")
+
+
+def test_token_documents_flat_and_memory_mapped(tmp_path):
+    "A TokenDocuments (int32, or memory-mapped from disk) gives the batches of the list of tensors."
+    from fastai_context.data import TokenDocuments
+    docs, owner = unique_docs(300, seed=4)
+    flat = TokenDocuments.from_docs(docs)
+    assert flat.tokens.dtype == np.int32 and len(flat) == 300 and torch.equal(flat[7], docs[7])
+    mapped = TokenDocuments.load(flat.save(tmp_path / "corpus"))
+    assert isinstance(mapped.tokens, np.memmap)
+    context = torch.randn(300, 2)
+    runs = []
+    for data in (docs, flat, mapped):
+        set_seed(0)
+        dl = ContextLanguageModelLoader(data, context, bs=5, seq_len=11, shuffle=True)
+        runs.append([torch.cat([x.flatten(), c.flatten(), y.flatten()]) for x, c, y in dl])
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
+    valid = dl.new(shuffle=False)
+    assert valid.docs is dl.docs                                       # new() shares the token array
+    with pytest.raises(FileNotFoundError, match="tokens.npy"):
+        TokenDocuments.load(tmp_path / "nowhere")
+
+
+def test_state_dict_resumes_the_epoch_sequence():
+    docs, _ = unique_docs(200, seed=5)
+    ctx = torch.zeros(200, 1)
+    dl = ContextLanguageModelLoader(docs, ctx, bs=4, seq_len=6, shuffle=True, shuffle_seed=3)
+    list(dl)
+    state = dl.state_dict()
+    want = [x for x, _, _ in dl]
+    fresh = ContextLanguageModelLoader(docs, ctx, bs=4, seq_len=6, shuffle=True, shuffle_seed=3)
+    fresh.load_state_dict(state)
+    assert fresh._epoch == 1 and all(torch.equal(a, b) for a, b in zip(want, [x for x, _, _ in fresh]))
+    other = ContextLanguageModelLoader(docs[:50], ctx[:50], bs=4, seq_len=6, shuffle=True, shuffle_seed=3)
+    with pytest.raises(ValueError, match="not a permutation of this loader's 50 documents"):
+        other.load_state_dict(state)
+
+
+# ------------------------------------------------------------------ bad input at the loader
+@pytest.mark.parametrize("kw,match", [(dict(bs=0), "bs must be a positive integer, got 0"),
+                                      (dict(seq_len=0), "seq_len must be a positive integer, got 0"),
+                                      (dict(seq_len=-3), "seq_len must be a positive integer, got -3"),
+                                      (dict(bs=2.5), "bs must be a positive integer, got 2.5")])
+def test_bs_and_seq_len_must_be_positive(kw, match):
+    docs, _ = unique_docs(20)
+    with pytest.raises(ValueError, match=match):
+        ContextLanguageModelLoader(docs, torch.zeros(20, 1), **{"bs": 2, "seq_len": 3, **kw})
+    with pytest.raises(ValueError, match=match):
+        ContextTextDataLoaders.from_df(small_df(), "text", "energy", **kw)
+
+
+def test_context_of_strings_is_refused():
+    docs, _ = unique_docs(5)
+    with pytest.raises(ValueError, match="context must hold numbers"):
+        ContextLanguageModelLoader(docs, np.array(["rock", "folk", "rock", "edm", "folk"]), bs=2, seq_len=3)
+    with pytest.raises(ValueError, match=r"context columns \['genre'\] are not numeric"):
+        ContextLanguageModelLoader(docs, small_df().head(5)[["energy", "genre"]], bs=2, seq_len=3)
+
+
+def test_documents_must_be_token_ids():
+    with pytest.raises(ValueError, match="document 1 holds torch.float32"):
+        ContextLanguageModelLoader([torch.arange(5), torch.rand(4), torch.arange(3)], torch.zeros(3, 1), bs=1, seq_len=2)
+    with pytest.raises(ValueError, match="document 2 holds negative token ids"):
+        ContextLanguageModelLoader([torch.arange(5), torch.arange(3), torch.tensor([4, -1])], torch.zeros(3, 1), bs=1)
+
+
+def test_item_hooks_are_refused_not_ignored():
+    docs, _ = unique_docs(20)
+    for hook in ("after_item", "before_batch"):
+        with pytest.raises(ValueError, match=f"never runs {hook}"):
+            ContextLanguageModelLoader(docs, torch.zeros(20, 1), bs=2, seq_len=3, **{hook: lambda o: o})
+
+
+@pytest.mark.parametrize("valid_pct", [0, 1, 1.5, -0.2])
+def test_valid_pct_must_be_a_fraction(valid_pct):
+    with pytest.raises(ValueError, match=f"valid_pct must be a fraction strictly between 0 and 1, got {valid_pct}"):
+        build(small_df(), valid_pct=valid_pct)
+
+
+def test_non_unique_index_errors_name_positions():
+    df = small_df()
+    df.index = [0] * len(df)
+    df.loc[:, "energy"] = df["energy"].where(~np.isin(np.arange(len(df)), [3, 7]))
+    with pytest.raises(ValueError, match=r"'energy'.*\[3, 7\]"):
+        build(df)
+    assert len(build(df, fill="drop").train.dataset) > 0
+
+
+def test_test_dl_refuses_a_list_and_blank_texts(spotify_dls):
+    df, dls = spotify_dls
+    with pytest.raises(TypeError, match=r"DataFrame with the text column 'track_name' and the context columns "
+                                        r"\['energy', 'playlist_genre'\], got a list"):
+        dls.test_dl(["a text"])
+    bad = df.head(10).copy()
+    bad.loc[bad.index[[2, 5]], "track_name"] = ["", "  "]
+    rows = ", ".join(str(i) for i in sorted(bad.index[[2, 5]].tolist()))
+    with pytest.raises(ValueError, match=rf"empty after tokenization in rows \[{rows}\]"):
+        dls.test_dl(bad)
+
+
+def test_from_df_says_so_when_fastais_pipeline_changes(monkeypatch):
+    "If fastai's text pipeline no longer has the expected shape, from_df fails loudly instead of going slow."
+    import fastai_context.data as data
+    monkeypatch.setattr(data, "_tokenized_df_ids", lambda dataset: None)
+    with pytest.raises(RuntimeError, match="fastai's TextBlock pipeline"):
+        build(small_df())
+
+
+def test_numpy_shuffle_option_keeps_the_layout_and_is_seeded():
+    "fastai_order=False: a numpy shuffle, still every token once per epoch and fixed by set_seed / shuffle_seed."
+    docs, owner = unique_docs(300, seed=6)
+    context = owner.new_tensor(range(300)).float()[:, None]
+    runs = []
+    for _ in range(2):                                              # same seed, same batches
+        set_seed(1)
+        dl = ContextLanguageModelLoader(docs, context, bs=4, seq_len=9, shuffle=True, fastai_order=False)
+        runs.append([torch.cat([x.flatten(), c.flatten()]) for x, c, _ in dl])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    orders = []
+    for _ in range(2):
+        batches = list(dl)
+        toks = torch.cat([x.flatten() for x, _, _ in batches])
+        assert len(toks) == len(set(toks.tolist())) == dl.bs * dl.bl
+        assert all(torch.equal(c[..., 0], owner[x].float()) for x, c, _ in batches)
+        orders.append(dl.items.idxs.copy())
+    assert not np.array_equal(*orders) and not dl.new().fastai_order
+    full = ContextLanguageModelLoader(docs, context, bs=4, seq_len=9, shuffle=True, shuffle_seed=2, fastai_order=False)
+    half = ContextLanguageModelLoader(docs, context, bs=2, seq_len=9, shuffle=True, shuffle_seed=2, fastai_order=False,
+                                      rank=1, world_size=2)
+    assert all(torch.equal(x[2:], h) for (x, _, _), (h, _, _) in zip(full, half))

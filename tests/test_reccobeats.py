@@ -2,16 +2,16 @@
 tracks' features, and its join to real blog reviews with ids from the real tracks file."""
 import gzip
 import json
-import threading
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import local_server
 from fastai_context import FileFeatures, ReccoBeatsError, ReccoBeatsFeatures, ReccoBeatsRateLimitError, datasets
 from fastai_context import add_audio_features, parse_review_title
 from fastai_context.sources.reccobeats import RECCOBEATS_FEATURES
@@ -105,20 +105,9 @@ def fake(catalog, monkeypatch):
     "The fake on 127.0.0.1 in a thread; its bounded loop stops at teardown or after 2 minutes."
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     fake = FakeReccoBeats(catalog)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads, server.timeout = True, 0.05
-    stop, deadline = threading.Event(), time.monotonic() + 120
-
-    def serve():
-        while not stop.is_set() and time.monotonic() < deadline:
-            server.handle_request()
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    yield fake
-    stop.set()
-    thread.join(5)
-    server.server_close()
+    with local_server(_handler(fake)) as url:
+        fake.url = url + "/v1"
+        yield fake
 
 
 @pytest.fixture

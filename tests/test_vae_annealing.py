@@ -63,3 +63,18 @@ def test_callback_counts_training_batches_only():
     Learn.training = False
     cb.before_batch(), cb.after_batch()
     assert cb.kl_step == 4 and Learn.loss_func.beta == 0.4
+
+
+def test_logistic_with_independent_steepness_and_midpoint():
+    "timbmg/Sentence-VAE's schedule: 1 / (1 + exp(-k (step - x0))), k=0.0025, x0=2500."
+    assert kl_beta("logistic", 2500, 100, k=0.0025, x0=2500) == pytest.approx(0.5)
+    assert kl_beta("logistic", 0, 100, k=0.0025, x0=2500) == pytest.approx(1 / (1 + math.exp(6.25)))
+    assert kl_beta("logistic", 30, 100, x0=30) == pytest.approx(0.5)            # k from warmup: 10 / 100
+    assert kl_beta("logistic", 60, 100, k=0.1) == pytest.approx(1 / (1 + math.exp(-1)))   # x0 = warmup / 2
+    cb = KLAnnealing("logistic", warmup=10, k=0.0025, x0=2500)
+    cb.kl_step = 2500
+    assert cb.beta == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="kl_k=0"):
+        kl_beta("logistic", 0, 100, k=0)
+    with pytest.raises(ValueError, match="not 'linear'"):
+        KLAnnealing("linear", 100, k=0.1)

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from fastai.callback.core import Callback
 from fastai.learner import load_learner
 from fastai.torch_core import set_seed
 
@@ -151,3 +152,122 @@ def test_plain_lm_baseline(data_dir):
 def test_vae_learner_needs_sentence_loaders(trained):
     with pytest.raises(TypeError, match="SentenceDataLoaders"):
         vae_learner(trained[0].dls.train)
+
+
+def test_decoding_draws_through_the_one_sampler(trained):
+    "Greedy, sampled and beam decoding never produce the special tokens `text.never_drawn` bans."
+    learn, _ = trained
+    vocab, bias = learn.dls.vocab, learn.model.out.bias
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    greedy = learn.decode(z)
+    assert learn.decode(z, strategy="sample", top_k=1, seed=0) == greedy      # top-k of 1 is greedy
+    nucleus = learn.decode(z, strategy="sample", top_p=0.9, seed=3)
+    assert nucleus == learn.decode(z, strategy="sample", top_p=0.9, seed=3)
+    with pytest.raises(ValueError, match="top_k and top_p apply to strategy='sample'"):
+        learn.decode(z, top_k=5)
+    saved = bias.detach().clone()
+    try:
+        with torch.no_grad():                  # make the banned tokens the likeliest ones
+            bias[[vocab.index("xxfld"), vocab.index("xxunk")]] += 100.
+        for strategy in ("greedy", "sample", "beam"):
+            out = " ".join(learn.decode(z[:2], strategy=strategy, seed=0, max_len=5, no_unk=True))
+            assert "xxfld" not in out and "xxunk" not in out, strategy
+        assert "xxunk" in " ".join(learn.decode(z[:2], max_len=5))               # allowed unless no_unk
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
+
+
+def test_bad_inference_inputs_name_the_problem(trained):
+    from fastai_context.vae.learner import slerp
+    learn, _ = trained
+    with pytest.raises(ValueError, match="no sentences"):
+        learn.encode([])
+    with pytest.raises(ValueError, match="max_len=-1 must be a positive"):
+        learn.decode(torch.zeros(1, 8), max_len=-1)
+    for n in (0, -1):
+        with pytest.raises(ValueError, match=f"sample\\(n={n}\\).*positive integer"):
+            learn.sample(n)
+    with pytest.raises(ValueError, match="loader has no sentences"):
+        learn.iw_nll(learn.dls.valid.new([]))
+    z = torch.zeros(3, 8)
+    z[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"z rows \[?1\]? are not finite"):
+        learn.decode(z)
+    with pytest.raises(ValueError, match="z has no rows"):
+        learn.decode(torch.zeros(0, 8))
+    with pytest.raises(ValueError, match="start point is the zero vector.*method='lerp'"):
+        slerp(torch.zeros(8), torch.ones(8), torch.linspace(0, 1, 4))
+    assert learn._path(torch.zeros(8), torch.ones(8), 2, "lerp")[0].isfinite().all()   # lerp is fine from 0
+
+
+def test_batch_logger_and_readable_table(tmp_path):
+    "Per-batch rec/KL/beta/ELBO rows in a CSV; the epoch table's columns stay apart."
+    from fastai_context.vae import VAEBatchLogger, VAEProgress
+    from fastai_context.vae.callbacks import BATCH_COLUMNS, _fmt
+    set_seed(0)
+    titles = datasets.song_titles()[:300]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_texts(titles, bs=32, seed=0, max_len=12)
+    learn = vae_learner(dls, z_dim=4, emb_sz=16, hidden_sz=16, kl_schedule="logistic", kl_k=0.5, kl_x0=4,
+                        path=tmp_path, cbs=VAEBatchLogger())
+    assert isinstance(learn.progress, VAEProgress)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(2, 1e-3)
+    lines = (tmp_path / "batches.csv").read_text().splitlines()
+    assert lines[0] == ",".join(BATCH_COLUMNS) and len(lines) == 1 + 2 * len(dls.train)
+    rows = [dict(zip(BATCH_COLUMNS, map(float, ln.split(",")))) for ln in lines[1:]]
+    assert [r["iter"] for r in rows] == list(range(1, 2 * len(dls.train) + 1))
+    assert rows[0]["beta"] < 0.2 < 0.8 < rows[-1]["beta"]                # the logistic schedule, batch by batch
+    assert all(r["elbo"] == pytest.approx(r["rec"] + r["kl"], abs=2e-4) for r in rows)
+    assert len(_fmt(118.6356162195051)) + 2 <= 10                         # fits an 8-character column + 2 spaces
+
+
+def test_bfloat16_training_on_the_cpu_stays_close_to_float32():
+    "CPUMixedPrecision autocasts on the learner's device (fastai's MixedPrecision is CUDA only)."
+    from fastai_context.vae import CPUMixedPrecision
+    titles = datasets.song_titles()[:640]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_texts(titles, bs=64, seed=0, max_len=12, device="cpu")
+    losses = {}
+    for bf16 in (False, True):
+        set_seed(0)
+        learn = vae_learner(dls, z_dim=4, emb_sz=32, hidden_sz=32, cbs=CPUMixedPrecision() if bf16 else None)
+        seen = []
+        learn.add_cb(type("Seen", (Callback,), {"after_batch": lambda self: seen.append(
+            (self.learn.pred[0].dtype, float(self.loss.detach()))) if self.training else None})())
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1, 3e-3)
+        losses[bf16] = [v for _, v in seen]
+        assert {d for d, _ in seen} == {torch.float32}                  # fastai's after_pred casts back to float
+        assert next(learn.model.parameters()).dtype == torch.float32
+    assert all(torch.isfinite(torch.tensor(losses[True])))
+    assert losses[True][-1] == pytest.approx(losses[False][-1], rel=0.05)
+
+
+def test_batch_logger_drops_the_redone_epochs_rows_on_resume(tmp_path):
+    from fastai.callback.core import CancelFitException
+    from fastai_context.checkpoint import Checkpoint
+    from fastai_context.vae import VAEBatchLogger
+
+    class Interrupt(Callback):                       # a kill in the middle of epoch 2
+        def after_batch(self):
+            if self.training and self.epoch == 2 and self.iter == 1:
+                raise CancelFitException
+    titles = datasets.song_titles()[:200]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = SentenceDataLoaders.from_texts(titles, bs=32, seed=0, max_len=12)
+    n = len(dls.train)
+    for cbs in ([Interrupt()], []):
+        set_seed(0)
+        learn = vae_learner(dls, z_dim=4, emb_sz=16, hidden_sz=16, path=tmp_path,
+                            cbs=[Checkpoint(resume=True), VAEBatchLogger(), *cbs])
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(3, 1e-3)
+        epochs = [int(ln.split(",")[1]) for ln in (tmp_path / "batches.csv").read_text().splitlines()[1:]]
+        if cbs:                                              # stopped during epoch 2, after 1 or 2 rows of it
+            assert epochs[:2 * n] == [0] * n + [1] * n and set(epochs[2 * n:]) == {2} and len(epochs) < 3 * n
+    assert epochs == [0] * n + [1] * n + [2] * n                # epoch 2's partial rows were dropped, then redone

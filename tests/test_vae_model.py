@@ -106,3 +106,45 @@ def test_bad_arguments():
         SentenceVAE(30, cell="rnn")
     with pytest.raises(ValueError, match="word_dropout"):
         SentenceVAE(30, word_dropout=1.5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padded_and_packed_rnn_agree(cell, monkeypatch):
+    "A full batch runs its RNNs on the padded tensor (faster on a CPU); the numbers are those of packed."
+    from fastai_context.vae import model as vae_model
+    torch.manual_seed(0)
+    m = SentenceVAE(30, emb_sz=8, hidden_sz=12, z_dim=5, n_layers=2, cell=cell).eval()
+    x = batch(lengths=(7, 7, 6, 7, 5, 7))                       # 39 of 42 positions: padded path
+    assert m._run_padded((x != PAD).sum(1), x.shape[1])
+    mu, _ = m.encode(x)
+    logits = m.decode_packed(x, mu)
+    monkeypatch.setitem(vae_model.PADDED_MIN_FILL, cell, 2.0)  # never padded
+    assert not m._run_padded((x != PAD).sum(1), x.shape[1])
+    assert torch.allclose(m.encode(x)[0], mu, atol=1e-6)
+    assert torch.allclose(m.decode_packed(x, mu), logits, atol=1e-5)
+
+
+def test_embedding_dropout_and_tied_weights():
+    torch.manual_seed(0)
+    m = SentenceVAE(30, emb_sz=12, hidden_sz=12, z_dim=5, emb_dropout=0.5, tie_weights=True)
+    assert m.out.weight is m.embedding.weight
+    x = batch()
+    tokens, z = torch.full((4, 3), BOS), torch.zeros(4, 5)
+    m.train()
+    inp = m.decoder_inputs(tokens, z)
+    assert (inp[..., :12] == 0).float().mean() > 0.3              # about half the embedding units dropped
+    m.eval()
+    assert not (m.decoder_inputs(tokens, z)[..., :12] == 0).any()
+    assert m(x)[0].shape[1] == 30
+    with pytest.raises(ValueError, match="tie_weights needs emb_sz == hidden_sz"):
+        SentenceVAE(30, emb_sz=8, hidden_sz=12, tie_weights=True)
+    with pytest.raises(ValueError, match="emb_dropout=1.0"):
+        SentenceVAE(30, emb_dropout=1.0)
+
+
+def test_a_model_pickled_before_emb_dropout_still_loads():
+    import pickle
+    m = SentenceVAE(30, emb_sz=8, hidden_sz=12, z_dim=5)
+    del m._modules["emb_dropout"]                       # as pickled by the earlier version
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.emb_dropout.p == 0.0 and m2(batch())[0].shape[1] == 30

@@ -13,15 +13,13 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 
-from .base import AUDIO_FEATURES, AudioFeatureSource
+from .base import WebFeatureSource
 from .cache import FeatureCache
 from .http import DeadlineSession, HTTPStatusError, MalformedResponse, RateLimitError, RetryingClient, WebServiceError
-from .titles import check_track_ids
 
 __all__ = ["ReccoBeatsFeatures", "ReccoBeatsError", "ReccoBeatsRateLimitError", "RECCOBEATS_API_URL",
            "RECCOBEATS_MAX_IDS", "RECCOBEATS_FEATURES"]
@@ -57,7 +55,7 @@ def _number(item: dict, name: str) -> float | None:
     return float(v)
 
 
-class ReccoBeatsFeatures(AudioFeatureSource):
+class ReccoBeatsFeatures(WebFeatureSource):
     """Audio features by Spotify track id from the ReccoBeats API (free, no key).
 
     Same interface and behaviour as `SpotifyFeatures` (whose HTTP and cache code it shares):
@@ -86,16 +84,6 @@ class ReccoBeatsFeatures(AudioFeatureSource):
                                       error=ReccoBeatsError, rate_limit_error=ReccoBeatsRateLimitError,
                                       resume_hint=f" in {self.cache_path}" if self.cache_path else "")
 
-    @property
-    def n_requests(self) -> int:
-        "Requests sent to ReccoBeats so far."
-        return self._client.n_requests
-
-    @property
-    def rate_limit_waited(self) -> float:
-        "Seconds slept on 429s so far; never more than max_wait."
-        return self._client.rate_limit_waited
-
     def _audio_features(self, track_ids: list[str]) -> dict[str, dict | None]:
         "One request: the features of `track_ids`, None for those ReccoBeats left out."
         resp = self._session.get(self.api_url + "audio-features", params={"ids": ",".join(track_ids)})
@@ -115,31 +103,13 @@ class ReccoBeatsFeatures(AudioFeatureSource):
                 found[sid] = {f: _number(item, f) for f in RECCOBEATS_FEATURES}
         return found
 
-    def features(self, track_ids: Iterable[str]) -> pd.DataFrame:
-        """Audio features of the Spotify `track_ids`: one row per (deduplicated) id, in order,
-        NaN where ReccoBeats has none. Columns: `AUDIO_FEATURES` (duration_ms and time_signature
-        are always NaN: ReccoBeats does not compute them)."""
-        ids = check_track_ids(track_ids, pattern=r"[0-9A-Za-z]+")   # Spotify's base62 ids
-        known = self._cache.get_features(ids)
-        todo = [i for i in ids if i not in known]
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start:start + self.batch_size]
-            fetched = self._client.request("audio-features", lambda: self._audio_features(batch))
-            self._cache.put_features(fetched)
-            known.update(fetched)
-        rows = [known[i] or {} for i in ids]
-        return pd.DataFrame(rows, index=pd.Index(ids, name="track_id"), columns=list(AUDIO_FEATURES), dtype=float)
+    def _fetch(self, batch: list[str]) -> dict[str, dict | None]:
+        return self._client.request("audio-features", lambda: self._audio_features(batch))
 
     def close(self) -> None:
         "Close the cache file and the HTTP session."
-        self._cache.close()
+        super().close()
         self._session.close()
-
-    def __enter__(self) -> "ReccoBeatsFeatures":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"ReccoBeatsFeatures(api_url={self.api_url!r}, cache_path="

@@ -13,20 +13,19 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import spotipy
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.exceptions import SpotifyException
 from spotipy.oauth2 import SpotifyOauthError
 
-from .base import AUDIO_FEATURES, AudioFeatureSource
+from .base import AUDIO_FEATURES, WebFeatureSource
 from .cache import FeatureCache
 from .http import DeadlineSession, HTTPStatusError, MalformedResponse, RateLimitError, RetryingClient, WebServiceError
-from .titles import Candidate, TrackMatch, check_track_ids, clean_title, normalize_artist, normalize_title, \
+from .titles import Candidate, TrackMatch, clean_title, normalize_artist, normalize_title, \
     pick_match, strip_feat
 
 __all__ = ["SpotifyFeatures", "SpotifyFeaturesError", "SpotifyRateLimitError", "SpotifyForbiddenError",
@@ -77,7 +76,7 @@ def _redact_spotipy_logs() -> None:
             logger.addFilter(_RedactAuthorization())
 
 
-class SpotifyFeatures(AudioFeatureSource):
+class SpotifyFeatures(WebFeatureSource):
     """Audio features from the Spotify Web API through spotipy's client-credentials flow.
 
     Credentials come from `client_id`/`client_secret` or `SPOTIPY_CLIENT_ID`/`SPOTIPY_CLIENT_SECRET`;
@@ -119,15 +118,7 @@ class SpotifyFeatures(AudioFeatureSource):
         self.max_wait, self.retries, self.backoff = max_wait, retries, backoff
         self.search_limit, self.market = search_limit, market
 
-    @property
-    def n_requests(self) -> int:
-        "Requests sent to the Web API (token requests not counted)."
-        return self._client.n_requests
-
-    @property
-    def rate_limit_waited(self) -> float:
-        "Seconds slept on 429s so far; never more than max_wait."
-        return self._client.rate_limit_waited
+    batch_size = MAX_IDS_PER_REQUEST
 
     # --------------------------------------------------------------- requests
     def _request(self, what: str, call: Callable[[], Any]) -> Any:
@@ -173,6 +164,9 @@ class SpotifyFeatures(AudioFeatureSource):
             raise MalformedResponse(f"expected a list of {len(track_ids)} audio-features objects or nulls")
         return {tid: None if f is None else {k: f.get(k) for k in AUDIO_FEATURES} for tid, f in zip(track_ids, result)}
 
+    def _fetch(self, batch: list[str]) -> dict[str, dict | None]:
+        return self._request("audio-features", lambda: self._audio_features(batch))
+
     # --------------------------------------------------------------- interface
     def find_track(self, artist: str, title: str) -> TrackMatch:
         """Search Spotify for `title` by `artist` and return the best normalized match
@@ -184,31 +178,6 @@ class SpotifyFeatures(AudioFeatureSource):
             match = pick_match(artist, title, candidates, f"Spotify search found nothing for {artist!r} - {title!r}")
             self._cache.put_match(key, match)
         return match
-
-    def features(self, track_ids: Iterable[str]) -> pd.DataFrame:
-        """Audio features of `track_ids`: one row per (deduplicated) id, in order, NaN where
-        Spotify has none. Uncached ids are fetched at most 100 per request; each batch is
-        cached as soon as it arrives."""
-        ids = check_track_ids(track_ids, pattern=r"[0-9A-Za-z]+")   # base62, as Spotify's ids are
-        known = self._cache.get_features(ids)
-        todo = [i for i in ids if i not in known]
-        for start in range(0, len(todo), MAX_IDS_PER_REQUEST):
-            batch = todo[start:start + MAX_IDS_PER_REQUEST]
-            fetched = self._request("audio-features", lambda: self._audio_features(batch))
-            self._cache.put_features(fetched)
-            known.update(fetched)
-        rows = [known[i] or {} for i in ids]
-        return pd.DataFrame(rows, index=pd.Index(ids, name="track_id"), columns=list(AUDIO_FEATURES), dtype=float)
-
-    def close(self) -> None:
-        "Close the cache file."
-        self._cache.close()
-
-    def __enter__(self) -> "SpotifyFeatures":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"SpotifyFeatures(api_url={self._spotify.prefix!r}, cache_path="

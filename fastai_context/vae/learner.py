@@ -7,14 +7,18 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientClip
 from fastai.learner import Learner
 from fastcore.basics import listify
 from fastprogress.fastprogress import progress_bar
 from torch.nn import functional as F
 
-from ..text import BOS, EOS, PAD, UNK
+from ..context import first_rows
+from ..generation import sample_next
+from ..text import BOS, EOS, PAD, UNK, never_drawn
 from .annealing import KLAnnealing
+from .callbacks import VAEProgress
 from .data import SentenceDataLoaders, SentenceLoader
 from .metrics import VAELoss, vae_metrics
 from .model import SentenceVAE, gaussian_kl
@@ -42,6 +46,10 @@ class Homotopy(list):
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     "Spherical interpolation (White 2016): along the great circle, so norms stay typical of the prior."
+    for name, v in (("start", z0), ("end", z1)):
+        if not bool(v.norm() > 0):
+            raise ValueError(f"slerp: the {name} point is the zero vector, which has no direction to interpolate "
+                             "along; use method='lerp'")
     omega = torch.arccos(((z0 / z0.norm()) * (z1 / z1.norm())).sum().clamp(-1, 1))
     if omega.abs() < 1e-6:
         return torch.lerp(z0, z1, t[:, None])
@@ -99,6 +107,8 @@ class VAELearner(Learner):
         """Posterior `(mu, logvar)`, each `(n, z_dim)`, of `sentences`. An empty or all-unknown
         sentence raises a `ValueError`; one longer than `max_len` tokens (default: the
         learner's `max_len`) is truncated with a warning."""
+        if not isinstance(sentences, str) and len(listify(sentences)) == 0:
+            raise ValueError("encode() got no sentences: pass a list of at least one sentence")
         self.model.eval()
         mus, logvars = [], []
         for b in self._sentence_dl(sentences, context, max_len):
@@ -107,59 +117,66 @@ class VAELearner(Learner):
         return torch.cat(mus), torch.cat(logvars)
 
     # ---------------------------------------------------------------- decoding
-    def _banned(self, logits: torch.Tensor) -> torch.Tensor:
-        "Never generate padding, xxbos or vocabulary filler."
-        vocab = self.dls.vocab
-        if not hasattr(self, "_banned_idx"):
-            self._banned_idx = [i for i, w in enumerate(vocab) if w in (PAD, BOS) or w.startswith("xxfake")]
-        logits[:, self._banned_idx] = -float("inf")
-        return logits
-
     @torch.no_grad()
     def decode(self, z: torch.Tensor, strategy: str = "greedy", temperature: float = 1.0, beam_size: int = 5,
-               max_len: int | None = None, context=None, seed: int | None = None) -> list[str]:
+               max_len: int | None = None, context=None, seed: int | None = None, top_k: int | None = None,
+               top_p: float | None = None, no_unk: bool = False) -> list[str]:
         """Decode latent codes `z (n, z_dim)` to sentences: `'greedy'` (deterministic), `'sample'`
-        (from the softmax at `temperature`, reproducible with `seed`) or `'beam'` (beam search
-        of width `beam_size`, highest total log-probability; beam 1 is greedy). At most
-        `max_len` tokens (default: the learner's `max_len`) before xxeos."""
+        (`generation.sample_next`, the language models' sampler: softmax at `temperature`, optionally
+        restricted to the `top_k` likeliest tokens or the `top_p` nucleus; reproducible with `seed`) or
+        `'beam'` (beam search of width `beam_size`, highest total log-probability; beam 1 is greedy).
+        At most `max_len` tokens (default: the learner's `max_len`) before xxeos. Special tokens other
+        than xxeos and fastai's case/repetition markers are never generated (`text.never_drawn`), nor
+        `xxunk` with `no_unk=True`."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy={strategy!r}: use one of {STRATEGIES}")
         if temperature <= 0:
             raise ValueError(f"temperature={temperature} must be > 0")
+        if strategy != "sample" and (top_k is not None or top_p is not None):
+            raise ValueError(f"top_k and top_p apply to strategy='sample', not {strategy!r}")
         z = torch.as_tensor(z, dtype=torch.float32)
         if z.ndim != 2 or z.shape[1] != self.vae.z_dim:
             raise ValueError(f"z must have shape (n, {self.vae.z_dim}), got {tuple(z.shape)}")
+        if len(z) == 0:
+            raise ValueError("z has no rows: nothing to decode")
+        bad = (~torch.isfinite(z)).any(1).nonzero().flatten().tolist()
+        if bad:
+            raise ValueError(f"z rows {first_rows(bad)} are not finite (NaN or inf): decoding them would be meaningless")
         max_len = self.max_len if max_len is None else max_len
+        if not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"max_len={max_len!r} must be a positive number of tokens")
         self.model.eval()
         cond = self.vae.condition(z.to(self._device), self._context(context, len(z)))
+        banned = never_drawn(self.dls.vocab, end=EOS, no_unk=no_unk)     # xxeos ends a sentence
         if strategy == "beam":
-            ids = [self._beam(cond[i:i + 1], beam_size, max_len) for i in range(len(z))]
+            ids = [self._beam(cond[i:i + 1], beam_size, max_len, banned) for i in range(len(z))]
         else:
             gen = None if seed is None else torch.Generator(self._device).manual_seed(seed)
-            ids = self._decode_steps(cond, strategy == "sample", temperature, max_len, gen)
+            sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p) if strategy == "sample" else None
+            ids = self._decode_steps(cond, sampling, max_len, banned, gen)
         return [self.dls.tokenizer.decode(i) for i in ids]
 
-    def _decode_steps(self, cond, sample: bool, temperature: float, max_len: int, gen) -> list[list[int]]:
-        "Greedy or sampled decoding of a batch, one step at a time (inference only)."
+    def _decode_steps(self, cond, sampling: dict | None, max_len: int, banned: list[int], gen) -> list[list[int]]:
+        "Greedy (`sampling=None`) or sampled decoding of a batch, one step at a time (inference only)."
         vocab = self.dls.vocab
         eos = vocab.index(EOS)
         state = self.vae.initial_state(cond)
         tok = torch.full((len(cond),), vocab.index(BOS), dtype=torch.long, device=cond.device)
         out, done = [], torch.zeros(len(cond), dtype=torch.bool, device=cond.device)
         for _ in range(max_len + 1):
-            logits, state = self.vae.step(tok, cond, state)
-            logits = self._banned(logits)
-            if sample:
-                tok = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=gen)[:, 0]
-            else:
+            logits, state = self.vae.step(tok, cond, state)                       # (n, vocab)
+            if sampling is None:
+                logits[:, banned] = -float("inf")
                 tok = logits.argmax(-1)
+            else:
+                tok = sample_next(logits, banned=banned, generator=gen, **sampling)
             out.append(tok)
             done |= tok == eos
             if done.all():
                 break
         return torch.stack(out, 1).tolist()
 
-    def _beam(self, cond: torch.Tensor, beam_size: int, max_len: int) -> list[int]:
+    def _beam(self, cond: torch.Tensor, beam_size: int, max_len: int, banned: list[int]) -> list[int]:
         "Beam search for one condition `(1, c)`: the finished hypothesis with the highest log-probability."
         if beam_size < 1:
             raise ValueError(f"beam_size={beam_size} must be >= 1")
@@ -170,7 +187,8 @@ class VAELearner(Learner):
         hyps, scores, finished = [[]], torch.zeros(1, device=cond.device), []
         for _ in range(max_len + 1):
             logits, state = self.vae.step(tok, cond.expand(len(tok), -1), state)
-            logp = F.log_softmax(self._banned(logits), -1)
+            logits[:, banned] = -float("inf")
+            logp = F.log_softmax(logits, -1)
             cand = (scores[:, None] + logp).flatten()
             top = cand.topk(min(beam_size, len(cand)))
             beams, words = top.indices // logp.shape[1], top.indices % logp.shape[1]
@@ -198,6 +216,8 @@ class VAELearner(Learner):
 
     def sample(self, n: int = 5, strategy: str = "greedy", context=None, seed: int | None = None, **kwargs) -> list[str]:
         "`n` sentences decoded from codes drawn from the prior N(0, I) (reproducible with `seed`)."
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"sample(n={n!r}): n is the number of sentences to draw, a positive integer")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         z = torch.randn(n, self.vae.z_dim, generator=gen)
         return self.decode(z, strategy=strategy, context=context, seed=seed, **kwargs)
@@ -241,6 +261,9 @@ class VAELearner(Learner):
         if n_samples < 1:
             raise ValueError(f"n_samples={n_samples} must be >= 1")
         dl = self.dls.valid if dl is None else dl
+        if hasattr(dl, "__len__") and len(dl) == 0:
+            raise ValueError("iw_nll: the loader has no sentences to score (is it empty, or were all sentences "
+                             "dropped?)")
         self.model.eval()
         gen = torch.Generator(self._device).manual_seed(seed) if seed is not None else None
         pad = self.dls.vocab.index(PAD)
@@ -251,6 +274,9 @@ class VAELearner(Learner):
             nll_total, elbo_total = nll_total + float(nll.sum()), elbo_total + float(elbo.sum())
             n_sent += len(x)
             n_tok += int((x != pad).sum()) + len(x)
+        if n_sent == 0:
+            raise ValueError("iw_nll: the loader has no sentences to score (is it empty, or were all sentences "
+                             "dropped?)")
         return {"nll": nll_total / n_sent, "ppl": math.exp(nll_total / n_tok), "elbo": elbo_total / n_sent,
                 "n_sentences": n_sent, "n_tokens": n_tok}
 
@@ -279,12 +305,16 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
                 n_layers: int = 1, bidirectional: bool = False, cell: str = "lstm", kl_schedule: str = "linear",
                 kl_warmup: int | float = 0.3, word_dropout: float = 0.0, free_bits: float = 0.0,
                 kl_ratio: float = 0.5, dropout: float = 0.0, clip: float | None = 5.0, max_len: int | None = None,
-                metrics=None, cbs=None, **kwargs) -> VAELearner:
+                metrics=None, cbs=None, emb_dropout: float = 0.0, tie_weights: bool = False, kl_k: float | None = None,
+                kl_x0: float | None = None, **kwargs) -> VAELearner:
     """A `VAELearner` for a `SentenceVAE` on `dls` (a `SentenceDataLoaders`).
 
     Loss: reconstruction NLL summed over tokens + beta * KL, beta from `KLAnnealing(kl_schedule,
     kl_warmup, kl_ratio)` (`kl_warmup`: batches, or a fraction of the first fit's batches; for
-    `'cyclical'` the cycle length). `free_bits` floors each latent dimension's KL. Metrics
+    `'cyclical'` the cycle length; `kl_k`, `kl_x0`: the logistic schedule's steepness and midpoint in
+    batches, as timbmg/Sentence-VAE's `k`, `x0`). `free_bits` floors each latent dimension's KL.
+    `word_dropout` replaces decoder input words by xxunk; `emb_dropout` drops decoder input embedding
+    units; `dropout` drops decoder outputs; `tie_weights` shares the embedding with the output layer. Metrics
     default to `vae_metrics()`. `max_len` bounds decoding (default: the longest training
     sentence). `z_dim=0` gives the plain RNN language model with the same decoder.
     Other `kwargs` go to `Learner` (e.g. `lr`, `opt_func`, `path`)."""
@@ -295,12 +325,15 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
     enc = dls.context_encoder
     model = SentenceVAE(len(vocab), emb_sz=emb_sz, hidden_sz=hidden_sz, z_dim=z_dim, n_layers=n_layers,
                         bidirectional=bidirectional, cell=cell, n_context=0 if enc is None else enc.n_features,
-                        word_dropout=word_dropout, dropout=dropout, pad_idx=vocab.index(PAD),
-                        bos_idx=vocab.index(BOS), eos_idx=vocab.index(EOS), unk_idx=vocab.index(UNK))
-    cbs = [KLAnnealing(kl_schedule, kl_warmup, kl_ratio), *listify(cbs)]
+                        word_dropout=word_dropout, dropout=dropout, emb_dropout=emb_dropout, tie_weights=tie_weights,
+                        pad_idx=vocab.index(PAD), bos_idx=vocab.index(BOS), eos_idx=vocab.index(EOS), unk_idx=vocab.index(UNK))
+    cbs = [KLAnnealing(kl_schedule, kl_warmup, kl_ratio, k=kl_k, x0=kl_x0), *listify(cbs)]
     if clip:
         cbs.append(GradientClip(clip))
     learn = VAELearner(dls, model, loss_func=VAELoss(vocab.index(PAD), free_bits),
                        metrics=vae_metrics() if metrics is None else metrics, cbs=cbs, **kwargs)
     learn.max_len = int(dls.train.lengths.max()) if max_len is None else max_len
+    if type(getattr(learn, "progress", None)) is ProgressCallback:     # fastai's default: a table that runs together
+        learn.remove_cb(learn.progress)
+        learn.add_cb(VAEProgress())
     return learn

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from .model import gaussian_kl, packed_tokens
 
 __all__ = ["VAELoss", "mutual_information", "active_units", "Reconstruction", "KL", "Beta", "ELBO",
-           "Perplexity", "ActiveUnits", "MutualInformation", "vae_metrics"]
+           "ELBOPerplexity", "ActiveUnits", "MutualInformation", "vae_metrics"]
 
 
 class VAELoss:
@@ -113,8 +113,9 @@ class ELBO(_LossPart):
     def part(self, last): return last["rec"] + last["kl"]
 
 
-class Perplexity(Metric):
-    "exp(negative ELBO / tokens), tokens counting xxeos: the perplexity bound from the ELBO."
+class ELBOPerplexity(Metric):
+    """exp(negative ELBO / tokens), tokens counting xxeos: the perplexity bound from the ELBO, logged as
+    `ppl`. (Not fastai's `Perplexity`, the exponential of the loss, which here includes beta x KL.)"""
     def reset(self):
         self.nats, self.tokens = 0.0, 0
 
@@ -160,4 +161,4 @@ class MutualInformation(_LossPart):
 
 def vae_metrics() -> list[Metric]:
     "Everything logged per epoch: reconstruction, KL, beta, ELBO, perplexity, active units, mutual information."
-    return [Reconstruction(), KL(), Beta(), ELBO(), Perplexity(), ActiveUnits(), MutualInformation()]
+    return [Reconstruction(), KL(), Beta(), ELBO(), ELBOPerplexity(), ActiveUnits(), MutualInformation()]
