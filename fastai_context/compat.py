@@ -24,9 +24,10 @@ __all__ = ["text_pipeline", "awd_lstm_layer", "lstm_eval_weight_hh", "HookedDist
 
 
 # ------------------------------------------------------------------ fastai's text pipeline
-def text_pipeline(dataset) -> tuple[Tokenizer, Numericalize, pd.Series]:
+def text_pipeline(dataset) -> tuple[Tokenizer, Numericalize, pd.Series | None]:
     """The fitted `Tokenizer` and `Numericalize` of a fastai `TextBlock.from_df` dataset, and its
-    tokenized text column (one token list per document).
+    tokenized text column (one token list per document; None when the dataset holds no DataFrame,
+    e.g. the empty one `learn.export` saves).
 
     Relies on: `Datasets.tls[0].tfms.fs` being `[ColReader, Tokenizer, Numericalize]` (fasttransform's
     `Pipeline.fs`), `Tokenizer(mode='df')` having tokenized the DataFrame `items` in place into the
@@ -39,8 +40,11 @@ def text_pipeline(dataset) -> tuple[Tokenizer, Numericalize, pd.Series]:
     fs = list(getattr(getattr(tl, "tfms", None), "fs", []))
     items = getattr(tl, "items", None)
     ok = (len(fs) == 3 and isinstance(fs[0], ColReader) and isinstance(fs[1], Tokenizer)
-          and isinstance(fs[2], Numericalize) and isinstance(items, pd.DataFrame)
-          and len(fs[0].cols) == 1 and fs[0].cols[0] in items.columns and getattr(fs[1], "mode", None) == "df")
+          and isinstance(fs[2], Numericalize) and len(fs[0].cols) == 1 and getattr(fs[1], "mode", None) == "df")
+    if ok and isinstance(items, pd.DataFrame):
+        ok = fs[0].cols[0] in items.columns
+    elif ok:
+        return fs[1], fs[2], None
     if not ok:
         raise RuntimeError("fastai's TextBlock pipeline is not ColReader -> Tokenizer -> Numericalize over a tokenized "
                            "DataFrame: fastai_context does not support this fastai version (see fastai_context/compat.py)")

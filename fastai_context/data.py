@@ -213,7 +213,8 @@ class ContextLanguageModelLoader(LMDataLoader):
                 pass
             else:
                 codec = codec_from_pipeline(tok, num) if codec is None else codec
-                numericalized = TokenDocuments.from_token_lists(token_lists, codec)
+                if token_lists is not None:
+                    numericalized = TokenDocuments.from_token_lists(token_lists, codec)
         if numericalized is None:       # a TokenDocuments, or any other dataset: its items, once, through its pipeline
             numericalized = dataset
         self.docs = numericalized if isinstance(numericalized, TokenDocuments) else TokenDocuments.from_docs(numericalized)
