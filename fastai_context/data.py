@@ -177,7 +177,9 @@ class ContextLanguageModelLoader(LMDataLoader):
     at construction; `dataset` may itself be a `TokenDocuments`. With `world_size > 1` the corpus
     is cut into `bs * world_size` streams from one per-epoch document order shared by all ranks
     (set `shuffle_seed`), and rank `r` serves streams `r*bs .. (r+1)*bs - 1`. `fastai_order=False`
-    shuffles with numpy instead of Python's `random.shuffle` (see `shuffle_fn`).
+    shuffles with numpy instead of Python's `random.shuffle` (see `shuffle_fn`). `codec`, the
+    `TextCodec` the documents were numericalized with, travels with the loader (`new()` keeps it) for
+    decoding and new texts; a fastai text dataset given without one gets the codec of its pipeline.
 
     Layout (fastai's, `bs=3`): this epoch's documents, in order, form one stream of `N` tokens,
     cut into `bs` rows of `bl = (N-1)//bs` tokens; batch `k` is columns `k*seq_len ..` of every row,
@@ -470,7 +472,7 @@ def check_texts(df: pd.DataFrame, text_col: str) -> None:
 
 
 class ContextTextDataLoaders(DataLoaders):
-    "fastai `DataLoaders` of `ContextLanguageModelLoader`s, with the fitted `context_encoder`."
+    "fastai `DataLoaders` of `ContextLanguageModelLoader`s, with the fitted `context_encoder` and the `codec`."
 
     @property
     def context_encoder(self) -> ContextEncoder:
