@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastai.text.learner import decode_spec_tokens
 
-from .text import BOS, PAD, SPECIAL_TOKENS
+from .text import BOS, SPECIAL_TOKENS
 
 __all__ = ["word_counts", "distinctive_words", "word_cloud", "plot_word_clouds", "controllability",
            "ControllabilityReport", "BLOG_COLORS", "distinct_n"]
@@ -338,16 +337,13 @@ def _held_out_texts(learn, feature: str) -> tuple[list[str], np.ndarray]:
     if n == 0:
         raise ValueError("the learner has no validation texts (e.g. after load_learner): pass real_texts= and "
                          "real_values=, real held-out texts with their true feature values")
-    vocab = learn.dls.vocab
-    if len(vocab) and isinstance(vocab[0], (list, tuple)):
-        vocab = vocab[0]
-    encoder = learn.dls.context_encoder
+    codec, encoder = learn.dls.codec, learn.dls.context_encoder
+    docs = getattr(dl, "docs", dl.dataset)        # a context loader's flat token array: no per-item pipeline
     texts = []
-    for i in range(n):      # decoded as `learn.generate` decodes, so real and generated texts compare
-        doc = dl.dataset[i]
+    for i in range(n):      # decoded as `learn.generate` decodes (the codec), so real and generated texts compare
+        doc = docs[i]
         doc = doc[0] if isinstance(doc, tuple) else doc
-        toks = [vocab[t] for t in doc.tolist()]
-        texts.append(" ".join(decode_spec_tokens([t for t in toks if t not in (BOS, PAD)])))
+        texts.append(codec.decode(doc.tolist()))
     values = np.array([encoder.decode(row)[feature] for row in dl.context])
     return texts, values
 

@@ -34,8 +34,10 @@ from fastai.callback.core import Callback, CancelEpochException, CancelFitExcept
 from fastai.callback.progress import CSVLogger
 from fastai.torch_core import get_model, rank_distrib
 
+from .compat import close_csv_logger, in_lr_find, load_smooth_loss_state, smooth_loss_state
 from .context import ContextEncoder
 from .runs import atomic_path, clean_stale_temporaries
+from .text import vocab_of
 
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "verify_checkpoint", "check_compatible",
            "RaiseOnNaNCallback", "NonFiniteLossError"]
@@ -90,19 +92,6 @@ def _has(cb, method: str) -> bool:
     return callable(getattr(type(cb), method, None))
 
 
-def _state_dict(obj) -> dict:
-    """`obj.state_dict()`, or for a plain object without one (fastai's `AvgSmoothLoss`) a copy of
-    its attributes: one protocol for everything a checkpoint holds."""
-    return obj.state_dict() if _has(obj, "state_dict") else dict(vars(obj))
-
-
-def _load_state_dict(obj, state: dict) -> None:
-    if _has(obj, "load_state_dict"):
-        obj.load_state_dict(state)
-    else:
-        vars(obj).update(state)
-
-
 def _row_epoch(line: str) -> int | None:
     "The epoch of a CSVLogger row (None for a header or a blank line)."
     first = line.split(",", 1)[0]
@@ -118,20 +107,13 @@ def _all_ranks(obj: Any) -> list:
     return out
 
 
-def _vocab(dls) -> list[str] | None:
-    v = getattr(dls, "vocab", None)
-    if v is not None and len(v) and isinstance(v[0], (list, tuple)):   # fastai's (text vocab, label vocab)
-        v = v[0]
-    return None if v is None else list(v)
-
-
 def _encoder(dls) -> ContextEncoder | None:
     return getattr(dls.train, "context_encoder", None) if getattr(dls, "loaders", None) else None
 
 
 def check_compatible(ckpt: dict, dls, fname: str | Path = "checkpoint") -> None:
     "Refuse (`CheckpointError`) a checkpoint whose vocabulary or context encoder differs from the one of `dls`."
-    vocab, saved = _vocab(dls), ckpt.get("vocab")
+    vocab, saved = vocab_of(dls), ckpt.get("vocab")
     if saved is not None and vocab is not None and saved != vocab:
         diff = next((i for i, (a, b) in enumerate(zip(saved, vocab)) if a != b), min(len(saved), len(vocab)))
         at = (f"; first difference at id {diff}: {saved[diff]!r} in the checkpoint vs {vocab[diff]!r} now"
@@ -221,9 +203,9 @@ class Checkpoint(Callback):
             "opt": self.opt.state_dict(),
             "rng": _all_ranks(_rng_state()),
             "loaders": [_loader_state(dl) for dl in self.dls.loaders],
-            "smooth_loss": _state_dict(rec.smooth_loss),
+            "smooth_loss": smooth_loss_state(rec.smooth_loss),
             "values": [list(v) for v in rec.values], "iters": list(rec.iters),
-            "vocab": _vocab(self.dls), "context_encoder": _encoder(self.dls),
+            "vocab": vocab_of(self.dls), "context_encoder": _encoder(self.dls),
             "callbacks": {_cb_key(cb): cb.state_dict() for cb in self.learn.cbs if _has(cb, "state_dict")},
         }
 
@@ -311,7 +293,7 @@ class Checkpoint(Callback):
         smooth = ckpt["smooth_loss"]
         if isinstance(smooth, tuple):             # checkpoints written before it had a state dict
             smooth = {"count": smooth[0], "val": smooth[1]}
-        _load_state_dict(rec.smooth_loss, smooth)
+        load_smooth_loss_state(rec.smooth_loss, smooth)
         for cb in self.learn.cbs:
             if _has(cb, "load_state_dict") and _cb_key(cb) in ckpt["callbacks"]:
                 cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
@@ -349,8 +331,7 @@ class Checkpoint(Callback):
             with open(path, "rb") as r:
                 r.seek(max(0, size - len(header.encode())))
                 tail = r.read()
-            f.close()
-            self.learn.logger = getattr(cb, "old_logger", self.learn.logger)
+            close_csv_logger(cb)                  # its file, and the learner's logger as before the fit
             if tail == header.encode():
                 with open(path, "r+b") as w:
                     w.truncate(size - len(tail))
@@ -390,7 +371,7 @@ class RaiseOnNaNCallback(Callback):
             raise ValueError(f"fit was called with n_epoch={self.n_epoch}: train at least one epoch")
 
     def before_batch(self):
-        if not self.training or hasattr(self.learn, "lr_finder"):
+        if not self.training or in_lr_find(self.learn):
             return
         lrs = [h["lr"] for h in self.opt.hypers if "lr" in h]
         bad = next((lr for lr in lrs if not (math.isfinite(float(lr)) and float(lr) >= 0)), None)
@@ -404,7 +385,7 @@ class RaiseOnNaNCallback(Callback):
         loss = self.loss.detach()
         if bool(torch.isfinite(loss).all()):
             return
-        if hasattr(self.learn, "lr_finder"):
+        if in_lr_find(self.learn):
             raise CancelFitException
         lr = self.opt.hypers[-1].get("lr", math.nan)
         raise NonFiniteLossError(f"the training loss is {float(loss.float().mean())} at {self._where()}: "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from itertools import chain, islice, repeat
+from itertools import islice
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,16 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.block import DataBlock
-from fastai.data.core import DataLoaders, Pipeline, TfmdDL   # Pipeline: fasttransform's, as fastai uses it
+from fastai.data.core import DataLoaders, TfmdDL
 from fastai.data.transforms import ColReader, ColSplitter, RandomSplitter
-from fastai.text.core import Tokenizer
-from fastai.text.data import LMDataLoader, LMTensorText, Numericalize, TensorText, TextBlock
+from fastai.text.data import LMDataLoader, LMTensorText, TensorText, TextBlock
 from fastai.torch_core import default_device, display_df
-from fastcore.basics import noop
 from fastcore.xtras import ReindexCollection
 
+from .compat import is_noop_hook, text_pipeline
 from .context import ContextEncoder, check_columns, first_rows
 from .runs import atomic_path
-from .text import is_blank_doc
+from .text import TextCodec, flat_ids, is_blank_doc, vocab_of
 
 __all__ = ["ContextLanguageModelLoader", "ContextTextDataLoaders", "TokenDocuments"]
 
@@ -136,14 +135,12 @@ class TokenDocuments(Sequence):
         return cls(out, lens)
 
     @classmethod
-    def from_token_lists(cls, token_lists: Sequence[Sequence[str]], o2i: dict) -> "TokenDocuments":
-        """Tokenized documents through a fitted vocabulary (`Numericalize.o2i`), all at once: one
-        C-level `map` over the flattened tokens; unknown tokens get id 0 (`xxunk`), as in fastai."""
-        lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        kind = np.int32 if len(o2i) <= np.iinfo(np.int32).max else np.int64
-        get = dict(o2i).get                                     # a plain dict: no insertion on a miss
-        flat = np.fromiter(map(get, chain.from_iterable(token_lists), repeat(0)), dtype=kind, count=int(lens.sum()))
-        return cls(flat, lens)
+    def from_token_lists(cls, token_lists: Sequence[Sequence[str]], o2i: dict | TextCodec) -> "TokenDocuments":
+        """Tokenized documents through a fitted vocabulary (a `TextCodec`, or a token -> id map such as
+        `Numericalize.o2i`), all at once (`text.flat_ids`); unknown tokens get `xxunk`'s id, as in fastai."""
+        if isinstance(o2i, TextCodec):
+            return cls(*o2i.numericalize(token_lists))
+        return cls(*flat_ids(token_lists, o2i))
 
     def save(self, folder) -> Path:
         "Write `tokens.npy` and `lens.npy` into `folder` (made if needed), to `load` later."
@@ -165,20 +162,10 @@ class TokenDocuments(Sequence):
         return cls(np.load(folder / "tokens.npy", mmap_mode="r" if mmap else None), np.load(folder / "lens.npy"))
 
 
-def _tokenized_df_ids(dataset) -> TokenDocuments | None:
-    """Fast path for fastai's `from_df` text datasets (pipeline ColReader -> Tokenizer -> Numericalize
-    over an already tokenized DataFrame): numericalize all documents at once. None otherwise."""
-    tls = getattr(dataset, "tls", None)
-    tl = tls[0] if tls is not None and len(tls) == 1 else dataset
-    fs = list(getattr(getattr(tl, "tfms", None), "fs", []))
-    items = getattr(tl, "items", None)
-    if not (len(fs) == 3 and isinstance(fs[0], ColReader) and isinstance(fs[1], Tokenizer)
-            and isinstance(fs[2], Numericalize) and isinstance(items, pd.DataFrame)):
-        return None
-    cols = list(fs[0].cols)
-    if len(cols) != 1 or cols[0] not in items.columns or getattr(fs[1], "mode", None) != "df":
-        return None
-    return TokenDocuments.from_token_lists(items[cols[0]], fs[2].o2i)
+def codec_from_pipeline(tokenizer, numericalize) -> TextCodec:
+    "The `TextCodec` of a fastai text pipeline's fitted `Tokenizer` and `Numericalize`."
+    cols = getattr(tokenizer, "text_cols", None)
+    return TextCodec(numericalize.vocab, tokenizer, text_col=cols if isinstance(cols, str) else cols[0] if cols else None)
 
 
 class ContextLanguageModelLoader(LMDataLoader):
@@ -190,7 +177,9 @@ class ContextLanguageModelLoader(LMDataLoader):
     at construction; `dataset` may itself be a `TokenDocuments`. With `world_size > 1` the corpus
     is cut into `bs * world_size` streams from one per-epoch document order shared by all ranks
     (set `shuffle_seed`), and rank `r` serves streams `r*bs .. (r+1)*bs - 1`. `fastai_order=False`
-    shuffles with numpy instead of Python's `random.shuffle` (see `shuffle_fn`).
+    shuffles with numpy instead of Python's `random.shuffle` (see `shuffle_fn`). `codec`, the
+    `TextCodec` the documents were numericalized with, travels with the loader (`new()` keeps it) for
+    decoding and new texts; a fastai text dataset given without one gets the codec of its pipeline.
 
     Layout (fastai's, `bs=3`): this epoch's documents, in order, form one stream of `N` tokens,
     cut into `bs` rows of `bl = (N-1)//bs` tokens; batch `k` is columns `k*seq_len ..` of every row,
@@ -210,7 +199,7 @@ class ContextLanguageModelLoader(LMDataLoader):
                  context_encoder: ContextEncoder | None = None, rank: int = 0, world_size: int = 1,
                  shuffle_seed: int | None = None, vocab: Sequence[str] | None = None,
                  numericalized: Sequence[torch.Tensor] | TokenDocuments | None = None, fastai_order: bool = True,
-                 **kwargs):
+                 codec: TextCodec | None = None, **kwargs):
         bs, seq_len, world_size = _positive_int("bs", bs), _positive_int("seq_len", seq_len), \
             _positive_int("world_size", world_size)
         if not 0 <= rank < world_size:
@@ -219,9 +208,16 @@ class ContextLanguageModelLoader(LMDataLoader):
             raise ValueError("with world_size > 1 pass shuffle_seed so that all ranks share one document order")
         if numericalized is not None and len(numericalized) != len(dataset):
             raise ValueError(f"numericalized has {len(numericalized)} documents, the dataset {len(dataset)}")
-        if numericalized is None:
-            numericalized = dataset if isinstance(dataset, TokenDocuments) else _tokenized_df_ids(dataset)
-        if numericalized is None:       # any other dataset: its items, once, through its own pipeline
+        if numericalized is None and not isinstance(dataset, TokenDocuments):
+            try:                        # a fastai text dataset: its token lists, numericalized all at once
+                tok, num, token_lists = text_pipeline(dataset)
+            except RuntimeError:
+                pass
+            else:
+                codec = codec_from_pipeline(tok, num) if codec is None else codec
+                if token_lists is not None:
+                    numericalized = TokenDocuments.from_token_lists(token_lists, codec)
+        if numericalized is None:       # a TokenDocuments, or any other dataset: its items, once, through its pipeline
             numericalized = dataset
         self.docs = numericalized if isinstance(numericalized, TokenDocuments) else TokenDocuments.from_docs(numericalized)
         if lens is not None and not np.array_equal(np.asarray(lens, dtype=np.int64), self.docs.lens):
@@ -229,6 +225,8 @@ class ContextLanguageModelLoader(LMDataLoader):
         self.context = _as_context(context, len(self.docs))
         self.context_encoder, self.rank, self.world_size, self.shuffle_seed = context_encoder, rank, world_size, shuffle_seed
         self.fastai_order, self._epoch = fastai_order, 0
+        self.codec = codec
+        vocab = codec.vocab if vocab is None and codec is not None else vocab
         if vocab is not None:     # otherwise `self.vocab` is the dataset's (fastai's GetAttr)
             self.vocab = list(vocab)
         # Same arithmetic as LMDataLoader, over the bs * world_size streams of all ranks.
@@ -249,9 +247,25 @@ class ContextLanguageModelLoader(LMDataLoader):
             # Batches are gathered whole (`create_batches`), so per-item fastai hooks never run:
             # refuse them rather than ignore them. `after_batch` runs as usual.
             f = getattr(self, name)
-            if (len(f.fs) if isinstance(f, Pipeline) else f is not noop):
+            if not is_noop_hook(f):
                 raise ValueError(f"ContextLanguageModelLoader gathers whole batches and never runs {name} "
                                  f"transforms (got {f}); apply them to the documents first, or use after_batch")
+
+    @property
+    def codec(self) -> TextCodec | None:
+        """The `TextCodec` the documents were numericalized with (None for a loader built from ids alone).
+        A loader pickled before codecs existed rebuilds it from its fastai text pipeline."""
+        codec = self.__dict__.get("_codec")
+        if codec is None and self.__dict__.get("dataset") is not None:
+            try:
+                codec = self._codec = codec_from_pipeline(*text_pipeline(self.__dict__["dataset"])[:2])
+            except RuntimeError:
+                return None
+        return codec
+
+    @codec.setter
+    def codec(self, codec: TextCodec | None) -> None:
+        self._codec = codec
 
     @property
     def n_inp(self) -> int:
@@ -389,7 +403,7 @@ class ContextLanguageModelLoader(LMDataLoader):
             if len(dataset):
                 raise ValueError("new(dataset=...) needs the matching context=: one row per document")
             context = torch.zeros(0, self.context.shape[1])
-        for k in ("context_encoder", "rank", "world_size", "shuffle_seed", "fastai_order"):
+        for k in ("context_encoder", "rank", "world_size", "shuffle_seed", "fastai_order", "codec"):
             kwargs.setdefault(k, getattr(self, k))
         kwargs.setdefault("vocab", getattr(self, "vocab", None))
         seq_len = self.seq_len if seq_len is None else seq_len
@@ -423,9 +437,7 @@ class ContextLanguageModelLoader(LMDataLoader):
         if b is None:
             b = self.one_batch()
         x, ctx, y = (t.detach().cpu() for t in b)
-        vocab = getattr(self, "vocab", None)
-        if vocab is not None and len(vocab) and isinstance(vocab[0], (list, tuple)):
-            vocab = vocab[0]
+        vocab = vocab_of(self)
 
         def text(ids):
             toks = [vocab[i] for i in ids.tolist()] if vocab is not None else [str(i) for i in ids.tolist()]
@@ -460,17 +472,8 @@ def check_texts(df: pd.DataFrame, text_col: str) -> None:
                          f"(e.g. {s.loc[bad[0]]!r}); convert them with df[{text_col!r}].astype(str)")
 
 
-def _pipeline_tfm(dataset, cls):
-    "The fitted fastai transform of type `cls` (Tokenizer, Numericalize) in a text dataset's pipeline."
-    tls = getattr(dataset, "tls", [dataset])
-    for f in tls[0].tfms.fs:
-        if isinstance(f, cls):
-            return f
-    raise AttributeError(f"no {cls.__name__} in the dataset's pipeline")
-
-
 class ContextTextDataLoaders(DataLoaders):
-    "fastai `DataLoaders` of `ContextLanguageModelLoader`s, with the fitted `context_encoder`."
+    "fastai `DataLoaders` of `ContextLanguageModelLoader`s, with the fitted `context_encoder` and the `codec`."
 
     @property
     def context_encoder(self) -> ContextEncoder:
@@ -523,30 +526,39 @@ class ContextTextDataLoaders(DataLoaders):
         encoder = ContextEncoder.fit(train_df, context_cols, fill=fill)
         device = default_device() if device is None else device
         common = dict(bs=bs, seq_len=seq_len, context_encoder=encoder, device=device, **kwargs)
+        # fastai tokenized the DataFrame and fitted the vocabulary: from here on the codec is the pipeline
+        # (`compat.text_pipeline` raises if fastai's pipeline changed shape, rather than going slow)
+        tok, num, _ = text_pipeline(dsets.train)
+        codec = TextCodec(num.vocab, tok, text_col=text_col)
         loaders = []
         for ds, part, shuffle in ((dsets.train, train_df, True), (dsets.valid, valid_df, False)):
-            docs = _tokenized_df_ids(ds)
-            if docs is None:    # fastai's text pipeline changed shape: say so rather than go slow
-                raise RuntimeError("fastai's TextBlock pipeline is not ColReader -> Tokenizer -> Numericalize "
-                                   "over a tokenized DataFrame: fastai_context does not support this fastai version")
-            loaders.append(ContextLanguageModelLoader(ds, encoder.encode(part), numericalized=docs,
+            docs = TokenDocuments.from_token_lists(text_pipeline(ds)[2], codec)
+            loaders.append(ContextLanguageModelLoader(ds, encoder.encode(part), numericalized=docs, codec=codec,
                                                       shuffle=shuffle, **common))
         return cls(*loaders, path=path, device=device)
 
+    @property
+    def codec(self) -> TextCodec:
+        "The `TextCodec` (tokenizer, vocabulary, decoding) the documents were numericalized with."
+        codec = self.train.codec
+        if codec is None:
+            raise AttributeError("these loaders carry no TextCodec (they were built from token ids): build them "
+                                 "with ContextTextDataLoaders.from_df, or pass codec= to the loaders")
+        return codec
+
     def test_dl(self, df: pd.DataFrame, text_col: str | None = None, **kwargs) -> ContextLanguageModelLoader:
         "A loader over new documents of `df`, tokenized, numericalized and context-encoded as in training."
-        tok = _pipeline_tfm(self.train.dataset, Tokenizer)
-        cols = tok.text_cols
-        text_col = text_col or (cols if isinstance(cols, str) else cols[0])
+        codec = self.codec
+        text_col = text_col or codec.text_col
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"test_dl needs a DataFrame with the text column {text_col!r} and the context columns "
                             f"{self.context_encoder.columns}, got a {type(df).__name__}")
         check_columns(df, [text_col], "text column")
         check_texts(df, text_col)
-        toks = [tok(t) for t in df[text_col]]
+        toks = codec.tokenize(df[text_col])
         blank = [i for i, t in enumerate(toks) if is_blank_doc(t)]
         if blank:
             raise ValueError(f"text column {text_col!r} is empty after tokenization in rows "
                              f"{first_rows(df.index[blank])}; drop those rows")
-        docs = TokenDocuments.from_token_lists(toks, _pipeline_tfm(self.train.dataset, Numericalize).o2i)
+        docs = TokenDocuments.from_token_lists(toks, codec)
         return self.valid.new(docs, context=self.context_encoder.encode(df), shuffle=False, **kwargs)

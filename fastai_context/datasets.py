@@ -170,11 +170,11 @@ def ptb(split: str = "train", path: str | Path | None = None) -> list[str]:
 
 def blog_reviews(path: str | Path | None = None) -> pd.DataFrame:
     "The music-blog reviews (Mercury-parser records: `content`, `title`, `url`, `domain`, ...)."
-    with open(path or get_path("blog_reviews"), encoding="utf-8") as fh:
+    path = path or get_path("blog_reviews")
+    with open(path, encoding="utf-8") as fh:
         records = json.load(fh)
     df = pd.DataFrame.from_records(records)
-    if "content" not in df.columns:
-        raise ValueError(f"{path} has no 'content' field: not a Mercury-parser reviews export")
+    _require_columns(df, ["content"], path, "Mercury-parser reviews export")
     df["word_count"] = pd.to_numeric(df.get("word_count"), errors="coerce")
     return df
 

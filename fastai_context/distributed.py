@@ -25,10 +25,10 @@ from contextlib import contextmanager
 
 import torch
 from fastai.callback.progress import ProgressCallback
-from fastai.distributed import DistributedTrainer
 from fastai.learner import Learner
 from fastai.torch_core import num_distrib, rank_distrib
 
+from .compat import HookedDistributedTrainer
 from .data import ContextLanguageModelLoader
 from .runs import ConfigError
 
@@ -63,7 +63,7 @@ def shared_seed(seed: int | None = None) -> int:
     return seed[0]
 
 
-class ContextDistributedTrainer(DistributedTrainer):
+class ContextDistributedTrainer(HookedDistributedTrainer):
     """fastai's `DistributedTrainer` (model in DDP via Accelerate), with the training
     `ContextLanguageModelLoader` sharded by rank instead of wrapped in `DistributedDL`."""
 
@@ -78,9 +78,10 @@ class ContextDistributedTrainer(DistributedTrainer):
                                  else getattr(self._train, "shuffle_seed", None))
         super().before_fit()
 
-    def _wrap_dl(self, dl):
+    def wrap_dl(self, dl):
+        "Shard the training context loader by rank; any other loader as fastai does (`DistributedDL`)."
         if not isinstance(dl, ContextLanguageModelLoader):
-            return super()._wrap_dl(dl)
+            return super().wrap_dl(dl)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         if dl is not self._train or (dl.rank, dl.world_size) == (rank, world):
             return dl        # validation, or already sharded

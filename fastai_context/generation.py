@@ -18,6 +18,7 @@ from numbers import Real
 import torch
 from fastprogress.fastprogress import progress_bar
 
+from .compat import lstm_eval_weight_hh
 from .models import ContextSequentialRNN
 
 __all__ = ["ContextLSTMSampler", "sample_next"]
@@ -76,7 +77,7 @@ class ContextLSTMSampler:
         for l, rnn in enumerate(encoder.rnns):
             lstm = rnn.module
             w_ih = lstm.weight_ih_l0.detach()
-            w_hh = getattr(rnn, "weight_hh_l0_raw", lstm.weight_hh_l0).detach()   # WeightDropout's eval weight
+            w_hh = lstm_eval_weight_hh(rnn).detach()          # WeightDropout's undropped weight (compat)
             bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
             if reads(l):   # the context part of this layer's input is constant per stream: fold it into the bias once
                 in_sz = w_ih.shape[1] - ctx_in.shape[1]

@@ -23,7 +23,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
-from fastai.text.learner import LMLearner, _get_text_vocab, clean_raw_keys, decode_spec_tokens, match_embeds
+from fastai.text.learner import LMLearner, clean_raw_keys, decode_spec_tokens, match_embeds
 from fastai.text.models.awdlstm import awd_lstm_lm_config
 from fastcore.foundation import L
 from fastcore.meta import delegates
@@ -33,8 +33,8 @@ from fastprogress.fastprogress import progress_bar
 from .checkpoint import RaiseOnNaNCallback
 from .data import ContextLanguageModelLoader
 from .generation import ContextLSTMSampler
-from .models import ContextAWD_LSTM, _context_model_meta, get_context_language_model
-from .text import BOS, GENERATED_SPECIAL_TOKENS, PAD, SPECIAL_TOKENS, never_drawn
+from .models import ContextAWD_LSTM, context_model_meta, get_context_language_model
+from .text import BOS, TextCodec, vocab_of
 
 __all__ = ["ContextLMLearner", "context_language_model_learner", "ContextDropout", "ContextGainReport"]
 
@@ -105,29 +105,24 @@ class ContextLMLearner(LMLearner):
         return enc
 
     # ---------------------------------------------------------- generation
+    @property
+    def codec(self) -> TextCodec:
+        "The loaders' `TextCodec`: generation tokenizes prompts and decodes samples with it, as in training."
+        return self.dls.codec
+
     def _tokenize(self, text: str) -> list[int]:
         "Token ids of `text` as in training (fastai's tokenizer puts `xxbos` first), one leading `xxbos`."
-        ids = self.dls.train_ds.numericalize(self.dls.train_ds.tokenizer(text)).tolist()
-        bos = self.dls.vocab.index(BOS)
+        codec = self.codec
+        ids = codec.encode(text)
+        bos = codec.token_id(BOS)
         while len(ids) > 1 and ids[0] == ids[1] == bos:     # start='xxbos' tokenizes as 'xxbos xxbos'
             ids = ids[1:]
         return ids
 
     def _decode(self, ids: Sequence[int], decoder=decode_spec_tokens, doc_sep: str | None = None) -> str:
-        """fastai's `predict` decoding: drop `xxbos`/`xxpad`, apply the capitalization/repetition rules.
-        A case or repetition marker with nothing to act on (before a special token, or at the end
-        of a document) is dropped, so no `Xxbos`-like word is ever made."""
-        vocab, sep = self.dls.vocab, self.dls.train_ds.tokenizer.sep
-        docs, cur = [], []
-        for i in ids:
-            tok = vocab[i]
-            if tok == BOS:
-                docs.append(cur)
-                cur = []
-            elif tok != PAD:
-                cur.append(tok)
-        docs = [sep.join(decoder(_drop_dangling_markers(d))) for d in docs + [cur] if d]
-        return (sep if doc_sep is None else doc_sep).join(docs)
+        """fastai's `predict` decoding (`TextCodec.decode`): drop `xxbos`/`xxpad`, apply the
+        capitalization/repetition rules, never leave a marker dangling before a special token."""
+        return self.codec.decode(ids, doc_sep=doc_sep, decoder=decoder)
 
     def _context_rows(self, context, name: str = "context") -> torch.Tensor:
         "One encoded context row: None is the training mean; a mapping or a one-row DataFrame is encoded."
@@ -164,7 +159,7 @@ class ContextLMLearner(LMLearner):
 
     def never_drawn(self, no_unk: bool = True) -> list[int]:
         "Token ids generation never draws (`fastai_context.text.never_drawn`, a new document starting at `xxbos`)."
-        return never_drawn(self.dls.vocab, end=BOS, no_unk=no_unk)
+        return self.codec.never_drawn(no_unk=no_unk)
 
     def generate(self, context: Mapping | None = None, n_words: int = 100, n_samples: int = 1,
                  temperature: float = 1., top_k: int | None = None, top_p: float | None = None, start: str = BOS,
@@ -401,7 +396,7 @@ class ContextLMLearner(LMLearner):
                                  f"{' '.join(str(e).split())[:120]}); pass the .pkl list saved with the weights") from None
         if isinstance(vocab, str) or not isinstance(vocab, Sequence) or not all(isinstance(t, str) for t in vocab):
             raise ValueError("the vocabulary must be a list of token strings (the one saved with the weights)")
-        weights, old_vocab, new_vocab = clean_raw_keys(weights), list(vocab), list(_get_text_vocab(self.dls))
+        weights, old_vocab, new_vocab = clean_raw_keys(weights), list(vocab), vocab_of(self.dls)
         emb = weights.get("0.encoder.weight")
         if emb is not None and emb.shape[0] != len(old_vocab):
             raise ValueError(f"the vocabulary has {len(old_vocab)} tokens but the weights' embedding has "
@@ -447,14 +442,17 @@ def context_language_model_learner(dls, arch=ContextAWD_LSTM, config: Mapping | 
     weights and loads them with `load_plain_lm`). Metrics default to accuracy and perplexity.
     `context_dropout` > 0 adds a `ContextDropout(p=context_dropout)` callback, which trains the
     model also at the mean context (for `generate(..., guidance=...)`)."""
-    vocab = _get_text_vocab(dls)
+    vocab = vocab_of(dls)
+    if vocab is None:
+        raise ValueError("these loaders have no vocabulary: build them with ContextTextDataLoaders.from_df, "
+                         "or pass codec= (or vocab=) to the loaders")
     n_context = dls.train.context.shape[1]
     model = get_context_language_model(arch, len(vocab), n_context, config=config, drop_mult=drop_mult)
     metrics = [accuracy, Perplexity()] if metrics is None else metrics
     if context_dropout:
         kwargs["cbs"] = [*L(kwargs.get("cbs")), ContextDropout(context_dropout)]
     learn = ContextLMLearner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=metrics,
-                             splitter=_context_model_meta[arch]["split_lm"], **kwargs)
+                             splitter=context_model_meta[arch]["split_lm"], **kwargs)
     if pretrained:
         enc, wt103 = learn.model[0], awd_lstm_lm_config
         if (enc.emb_sz, enc.n_hid, enc.n_layers) != (wt103["emb_sz"], wt103["n_hid"], wt103["n_layers"]):
@@ -472,15 +470,6 @@ def _check_counts(**counts) -> None:
         low = 1 if name == "n_samples" else 0
         if isinstance(v, bool) or not isinstance(v, Integral) or v < low:
             raise ValueError(f"{name}={v!r} must be a whole number >= {low}")
-
-
-def _drop_dangling_markers(toks: list[str]) -> list[str]:
-    """Drop a case/repetition marker (`xxmaj`, `xxup`, `xxrep`, `xxwrep`) that is followed by another
-    special token or by nothing: fastai's `decode_spec_tokens` would capitalize the special token
-    into a word such as `Xxbos`."""
-    specials = set(SPECIAL_TOKENS)
-    return [t for t, nxt in zip(toks, toks[1:] + [None])
-            if not (t in GENERATED_SPECIAL_TOKENS and (nxt is None or nxt in specials))]
 
 
 def _group_labels(dl: ContextLanguageModelLoader, within) -> np.ndarray:

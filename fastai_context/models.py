@@ -18,6 +18,8 @@ from fastai.torch_core import params
 from fastcore.foundation import L
 from torch import nn
 
+from .compat import awd_lstm_layer
+
 __all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "context_awd_lstm_lm_split",
            "get_context_language_model"]
 
@@ -62,7 +64,8 @@ class ContextAWD_LSTM(AWD_LSTM):
             raise ValueError(f"context_act={context_act!r} acts on the learned projection: set context_proj > 0 too")
         self.n_context, self.context_sz = n_context, context_proj or n_context
         self.context_act, self.context_layers = context_act, context_layers
-        # Set before AWD_LSTM.__init__, whose `_one_rnn` reads `context_sz` and `context_layers`.
+        # Set before AWD_LSTM.__init__, whose `_one_rnn` hook reads `context_sz` and `context_layers`
+        # (a fastai private detail: see `compat.awd_lstm_layer`).
         self.context_proj = nn.Linear(n_context, context_proj) if context_proj else None
         super().__init__(vocab_sz, emb_sz, n_hid, n_layers, pad_token=pad_token, hidden_p=hidden_p,
                          input_p=input_p, embed_p=embed_p, weight_p=weight_p, bidir=bidir)
@@ -73,7 +76,7 @@ class ContextAWD_LSTM(AWD_LSTM):
 
     def _one_rnn(self, n_in, n_out, bidir, weight_p, l):
         "fastai's weight-dropped LSTM layer, with the context's width added to the input of the layers that read it."
-        return super()._one_rnn(n_in + self.context_sz if self.reads_context(l) else n_in, n_out, bidir, weight_p, l)
+        return awd_lstm_layer(self, n_in + self.context_sz if self.reads_context(l) else n_in, n_out, bidir, weight_p, l)
 
     def context_input(self, context: torch.Tensor) -> torch.Tensor:
         "What the layers read of the context: the features, or their learned (linear or tanh) projection."
@@ -124,21 +127,21 @@ def context_awd_lstm_lm_split(model: ContextSequentialRNN) -> list:
 
 
 #: Per architecture: the config `config=None` means, the name of the decoder's input size, the splitter.
-_context_model_meta = {ContextAWD_LSTM: dict(config_lm=context_lm_config, hid_name="emb_sz",
+context_model_meta = {ContextAWD_LSTM: dict(config_lm=context_lm_config, hid_name="emb_sz",
                                              split_lm=context_awd_lstm_lm_split)}
 
 
 def _resolve_config(arch, config: Mapping | str | None) -> dict:
     "`None`: the CPU-sized default; `'fastai'`: fastai's `awd_lstm_lm_config`; a dict overrides keys of the default."
-    if arch not in _context_model_meta:
-        raise ValueError(f"unknown architecture {arch!r}; available: {[a.__name__ for a in _context_model_meta]}")
+    if arch not in context_model_meta:
+        raise ValueError(f"unknown architecture {arch!r}; available: {[a.__name__ for a in context_model_meta]}")
     if config is None:
-        return dict(_context_model_meta[arch]["config_lm"])
+        return dict(context_model_meta[arch]["config_lm"])
     if isinstance(config, str):
         if config != "fastai":
             raise ValueError(f"config={config!r}: pass None (CPU-sized default), 'fastai' (awd_lstm_lm_config) or a dict")
         return dict(awd_lstm_lm_config)
-    default = _context_model_meta[arch]["config_lm"]
+    default = context_model_meta[arch]["config_lm"]
     unknown = sorted(set(config) - set(default))
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; {arch.__name__} takes {sorted(default)}")
@@ -155,6 +158,6 @@ def get_context_language_model(arch, vocab_sz: int, n_context: int, config: Mapp
             config[k] *= drop_mult
     tie_weights, output_p, out_bias = (config.pop(k) for k in ("tie_weights", "output_p", "out_bias"))
     encoder = arch(vocab_sz, n_context=n_context, **config)
-    decoder = LinearDecoder(vocab_sz, config[_context_model_meta[arch]["hid_name"]], output_p,
+    decoder = LinearDecoder(vocab_sz, config[context_model_meta[arch]["hid_name"]], output_p,
                             tie_encoder=encoder.encoder if tie_weights else None, bias=out_bias)
     return ContextSequentialRNN(encoder, decoder)

@@ -1,12 +1,15 @@
-"""Text conventions shared by every module: fastai's special tokens, in one place."""
+"""Text conventions shared by every module: fastai's special tokens, the tokens never drawn, and
+`TextCodec`, the one text pipeline (tokenize, numericalize, decode) both model families use."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
 
+import numpy as np
 from fastai.text.core import BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, defaults
 
 __all__ = ["SPECIAL_TOKENS", "BOS", "EOS", "PAD", "UNK", "FLD", "TK_MAJ", "TK_UP", "TK_REP", "TK_WREP",
-           "GENERATED_SPECIAL_TOKENS", "is_blank_doc", "never_drawn"]
+           "GENERATED_SPECIAL_TOKENS", "is_blank_doc", "never_drawn", "TextCodec", "vocab_of", "flat_ids"]
 
 #: fastai's special tokens (xxunk, xxpad, xxbos, xxeos, xxfld, xxrep, xxwrep, xxup, xxmaj).
 SPECIAL_TOKENS: tuple[str, ...] = tuple(defaults.text_spec_tok)
@@ -31,3 +34,154 @@ def never_drawn(vocab: Sequence[str], end: str = BOS, no_unk: bool = True) -> li
     allowed = {end, *GENERATED_SPECIAL_TOKENS} | (set() if no_unk else {UNK})
     return [i for i, tok in enumerate(vocab)
             if (tok in SPECIAL_TOKENS or tok.startswith("xxfake")) and tok not in allowed]
+
+
+def flat_ids(token_lists: Sequence[Sequence[str]], o2i: dict, unk: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of tokenized documents all at once, through a vocabulary's token -> id map `o2i`: one
+    C-level `map` over the flattened tokens (no per-document Python work). Returns the flat ids
+    `(n_tokens,)`, int32 while the vocabulary fits (else int64), and the lengths `(n_docs,)` int64.
+    Tokens missing from `o2i` get `unk` (fastai: 0, `xxunk`)."""
+    lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+    kind = np.int32 if len(o2i) <= np.iinfo(np.int32).max else np.int64
+    get = o2i.get if type(o2i) is dict else dict(o2i).get      # a plain dict: no insertion on a miss
+    flat = np.fromiter(map(get, chain.from_iterable(token_lists), repeat(unk)), dtype=kind, count=int(lens.sum()))
+    return flat, lens
+
+
+def vocab_of(dls) -> list[str] | None:
+    """The token vocabulary of loaders (or of one loader): the codec's when they carry one, else
+    `dls.vocab`, unwrapped from fastai's `(text vocab, label vocab)` pair. The one place that knows
+    both shapes (checkpoint, analysis and learners ask here)."""
+    codec = getattr(dls, "codec", None)
+    if isinstance(codec, TextCodec) and codec.vocab is not None:
+        return codec.vocab
+    v = getattr(dls, "vocab", None)
+    if v is not None and len(v) and isinstance(v[0], (list, tuple)):   # fastai's (text vocab, label vocab)
+        v = v[0]
+    return None if v is None else list(v)
+
+
+class TextCodec:
+    """One text pipeline: raw text -> tokens -> ids -> readable text, and the ids never to draw.
+
+    `tokenizer` is fastai's `Tokenizer` (its `tok` and `rules`), applied exactly as fastai's
+    `tokenize_df` applies it at training time (rules, word tokenizer, post-rules: `tokenize_texts`).
+    `vocab` is fastai's (`make_vocab`: special tokens first, `xxfake` fillers); unknown tokens get the
+    id of `xxunk`. The class attributes say where a text ends:
+
+    - a language model (`TextCodec`, `end='xxbos'`) keeps fastai's `xxbos` in front of every document,
+      and `xxbos` in generated ids starts the next document;
+    - a sentence VAE (`vae.SentenceTokenizer`, `end='xxeos'`) strips boundary tokens when tokenizing
+      (its model adds them) and stops decoding at the first `xxeos`.
+
+    Both loaders carry one (`dl.codec`), and learners, checkpoints and analysis use it, as
+    `ContextEncoder` is the one source of truth for context."""
+
+    #: The token that ends a text when sampling (`never_drawn` allows it).
+    end: str = BOS
+    #: Whether `tokenize` keeps fastai's boundary tokens (`xxbos`, `xxeos`).
+    keep_boundaries: bool = True
+
+    def __init__(self, vocab: Sequence[str] | None, tokenizer=None, text_col: str | None = None):
+        from fastai.text.core import Tokenizer, WordTokenizer
+        self.tokenizer = Tokenizer(WordTokenizer()) if tokenizer is None else tokenizer
+        self.text_col = text_col
+        self.vocab = vocab
+
+    # ----------------------------------------------------------------- vocabulary
+    @property
+    def vocab(self) -> list[str] | None:
+        return self._vocab
+
+    @vocab.setter
+    def vocab(self, vocab: Sequence[str] | None) -> None:
+        self._vocab = None if vocab is None else list(vocab)
+        # fastai's `Numericalize.o2i`: every token but the `xxfake` fillers; a plain dict (no insertion on a miss)
+        self.o2i = {} if vocab is None else {t: i for i, t in enumerate(self._vocab) if t != "xxfake"}
+
+    def _need_vocab(self) -> list[str]:
+        if self._vocab is None:
+            raise ValueError("this TextCodec has no vocabulary yet: build it first (e.g. setup(tokens))")
+        return self._vocab
+
+    def token_id(self, token: str) -> int:
+        "The id of `token` (e.g. `xxbos`), or a clear error if the vocabulary lacks it."
+        i = self.o2i.get(token) if self._vocab is not None else None
+        if i is None:
+            raise KeyError(f"{token!r} is not in the vocabulary ({len(self._need_vocab())} tokens)")
+        return i
+
+    @property
+    def sep(self) -> str:
+        "What joins decoded tokens (fastai's `Tokenizer.sep`, a space)."
+        return getattr(self.tokenizer, "sep", " ")
+
+    # ------------------------------------------------------------------- encoding
+    def tokenize(self, texts: Iterable[str]) -> list[list[str]]:
+        "fastai's tokens of every text, in order, in this process (as fastai tokenized the training set)."
+        from fastai.text.core import tokenize_texts
+        toks = tokenize_texts(list(texts), n_workers=0, rules=self.tokenizer.rules, tok=self.tokenizer.tok)
+        if self.keep_boundaries:
+            return [list(t) for t in toks]
+        return [[w for w in t if w not in (BOS, EOS)] for t in toks]
+
+    def numericalize(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of all tokenized documents at once: one C-level `map` over the flattened tokens.
+        Returns the flat ids `(n_tokens,)` (int32 while the vocabulary fits, else int64) and the
+        documents' lengths `(n_docs,)` int64. Unknown tokens get the id of `xxunk`."""
+        self._need_vocab()
+        return flat_ids(token_lists, self.o2i, unk=self.o2i.get(UNK, 0))
+
+    def encode(self, text: str) -> list[int]:
+        "The ids of one text, tokenized as in training."
+        return self.numericalize(self.tokenize([text]))[0].tolist()
+
+    # ------------------------------------------------------------------- decoding
+    def decode(self, ids: Iterable[int], doc_sep: str | None = None, decoder=None) -> str:
+        """Ids to readable text with fastai's `decode_spec_tokens` rules (`xxmaj word` -> `Word`,
+        `xxup word` -> `WORD`, `xxrep 3 a` -> `aaa`), padding dropped. A case or repetition marker with
+        nothing to act on (before a special token, or at the end) is dropped, so no `Xxbos`-like word
+        is ever made. With `end='xxeos'` decoding stops at the first `xxeos`; `xxbos` separates
+        documents, joined by `doc_sep` (default: a space; fastai's `predict` drops the boundary)."""
+        from fastai.text.learner import decode_spec_tokens
+        vocab, decoder = self._need_vocab(), decode_spec_tokens if decoder is None else decoder
+        docs, cur = [], []
+        for i in ids:
+            tok = vocab[int(i)]
+            if tok == self.end and self.end == EOS:
+                break
+            if tok == BOS:
+                docs.append(cur)
+                cur = []
+            elif tok != PAD:
+                cur.append(tok)
+        sep = self.sep
+        docs = [sep.join(decoder(_drop_dangling_markers(d))) for d in docs + [cur] if d]
+        return (sep if doc_sep is None else doc_sep).join(d for d in docs if d)
+
+    def never_drawn(self, no_unk: bool = True) -> list[int]:
+        "Ids a sampler must never draw (`never_drawn` of this vocabulary, with this codec's `end` token)."
+        return never_drawn(self._need_vocab(), end=self.end, no_unk=no_unk)
+
+    # ------------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict:
+        return {"tokenizer": self.tokenizer, "text_col": self.text_col, "vocab": self._vocab}
+
+    def __setstate__(self, state: dict) -> None:
+        # also reads objects pickled before the codec existed (a `SentenceTokenizer` held `tokenizer`
+        # and `vocab` only): `o2i` is rebuilt, missing attributes take their defaults
+        self.tokenizer, self.text_col = state.get("tokenizer"), state.get("text_col")
+        self.vocab = state.get("vocab", state.get("_vocab"))
+
+    def __repr__(self) -> str:
+        n = "no vocabulary" if self._vocab is None else f"{len(self._vocab)} tokens"
+        return f"{type(self).__name__}({n}, end={self.end!r})"
+
+
+def _drop_dangling_markers(toks: list[str]) -> list[str]:
+    """Drop a case/repetition marker (`xxmaj`, `xxup`, `xxrep`, `xxwrep`) that is followed by another
+    special token or by nothing: fastai's `decode_spec_tokens` would capitalize the special token
+    into a word such as `Xxbos`."""
+    specials = set(SPECIAL_TOKENS)
+    return [t for t, nxt in zip(toks, toks[1:] + [None])
+            if not (t in GENERATED_SPECIAL_TOKENS and (nxt is None or nxt in specials))]

@@ -259,12 +259,15 @@ def test_unknown_feature_and_unseen_category_at_encode():
 
 
 def test_fast_numericalization_equals_fastai_pipeline(spotify_dls):
-    "Documents numericalized all at once equal fastai's per-item pipeline (the generic path)."
-    from fastai_context.data import _tokenized_df_ids
-    ds = spotify_dls[1].train.dataset
-    fast = _tokenized_df_ids(ds)
-    assert fast is not None and len(fast) == len(ds)
+    "The codec numericalizes all documents at once, equal to fastai's per-item pipeline (the generic path)."
+    from fastai_context.compat import text_pipeline
+    from fastai_context.data import TokenDocuments
+    dls = spotify_dls[1]
+    ds = dls.train.dataset
+    fast = TokenDocuments.from_token_lists(text_pipeline(ds)[2], dls.codec)
+    assert len(fast) == len(ds) and dls.codec is dls.train.codec is dls.valid.codec
     assert all(torch.equal(fast[i], ds[i][0]) for i in range(len(ds)))
+    assert all(torch.equal(fast[i], dls.train.docs[i]) for i in range(len(ds)))
 
 
 def test_never_drawn_is_one_definition_for_lm_and_vae():
@@ -413,12 +416,15 @@ def test_test_dl_refuses_a_list_and_blank_texts(spotify_dls):
         dls.test_dl(bad)
 
 
-def test_from_df_says_so_when_fastais_pipeline_changes(monkeypatch):
-    "If fastai's text pipeline no longer has the expected shape, from_df fails loudly instead of going slow."
-    import fastai_context.data as data
-    monkeypatch.setattr(data, "_tokenized_df_ids", lambda dataset: None)
-    with pytest.raises(RuntimeError, match="fastai's TextBlock pipeline"):
-        build(small_df())
+def test_codec_says_so_when_fastais_pipeline_changes():
+    """If fastai's text pipeline no longer has the shape `compat.text_pipeline` reads (ColReader -> Tokenizer
+    -> Numericalize over a tokenized DataFrame), building the codec fails loudly instead of going slow."""
+    from fastai.data.core import Datasets
+    from fastai.data.transforms import ColReader
+    from fastai_context.compat import text_pipeline
+    dsets = Datasets(small_df(), [[ColReader("text")]], splits=[[0, 1], [2]])
+    with pytest.raises(RuntimeError, match="fastai's TextBlock pipeline is not ColReader -> Tokenizer -> Numericalize"):
+        text_pipeline(dsets.train)
 
 
 def test_numpy_shuffle_option_keeps_the_layout_and_is_seeded():

@@ -104,3 +104,14 @@ def test_new_sentences_of_a_conditional_loader_need_their_context(tracks):
     with pytest.raises(ValueError, match="matching context="):
         dls.valid.new(dls.valid.sentences[:3])
     assert len(dls.new_empty().train.sentences) == 0
+
+
+def test_fill_drop_is_one_policy_for_both_loaders(tracks):
+    "fill='drop' drops the rows with missing context in the VAE's from_df as in the LM's (ContextEncoder.drop_missing)."
+    df = tracks.head(300)[["track_name", "energy"]].dropna().reset_index(drop=True)
+    df.loc[[3, 10, 50], "energy"] = float("nan")
+    with pytest.raises(ValueError, match="energy"):
+        SentenceDataLoaders.from_df(df, "track_name", context_cols="energy", seed=0)
+    dls = SentenceDataLoaders.from_df(df, "track_name", context_cols="energy", seed=0, fill="drop")
+    assert len(dls.train.sentences) + len(dls.valid.sentences) == len(df) - 3      # every title has a word
+    assert bool(torch.isfinite(dls.train.context).all())

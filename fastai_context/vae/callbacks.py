@@ -15,6 +15,9 @@ from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import rank_distrib
 
+from ..compat import in_lr_find
+from ..runs import atomic_path
+
 __all__ = ["VAEBatchLogger", "VAEProgress", "CPUMixedPrecision", "BATCH_COLUMNS"]
 
 #: The columns of `VAEBatchLogger`'s file: training iteration, epoch, then nats per sentence.
@@ -39,7 +42,7 @@ class VAEBatchLogger(Callback):
         return None if self.fname is None else Path(self.learn.path) / self.fname
 
     def before_fit(self):
-        self.rows, self.run = [], rank_distrib() == 0 and not hasattr(self.learn, "lr_finder")
+        self.rows, self.run = [], rank_distrib() == 0 and not in_lr_find(self.learn)
         if not self.run or self.file is None:
             return
         start = getattr(getattr(self.learn, "checkpoint", None), "start_epoch", 0)
@@ -49,7 +52,8 @@ class VAEBatchLogger(Callback):
         else:
             lines = [",".join(BATCH_COLUMNS)]
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        self.file.write_text("\n".join(lines) + "\n")
+        with atomic_path(self.file) as tmp:       # a kill while trimming keeps the old rows, never half of them
+            tmp.write_text("\n".join(lines) + "\n")
 
     def after_batch(self):
         last = getattr(self.loss_func, "last", None)

@@ -8,6 +8,7 @@ model packs them so none is computed on.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +17,8 @@ import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
-from fastai.text.core import Tokenizer, WordTokenizer, tokenize_texts
-from fastai.text.data import Numericalize, make_vocab
+from fastai.text.core import Tokenizer, WordTokenizer
+from fastai.text.data import make_vocab
 from fastai.torch_core import default_device, display_df
 
 from torch.nn.utils.rnn import pad_sequence
@@ -25,7 +26,7 @@ from torch.nn.utils.rnn import pad_sequence
 from .model import append_eos
 from ..context import ContextEncoder, check_columns, first_rows
 from ..data import check_texts
-from ..text import BOS, EOS, PAD, SPECIAL_TOKENS, TK_MAJ, TK_UP, UNK
+from ..text import EOS, PAD, SPECIAL_TOKENS, UNK, TextCodec
 
 __all__ = ["split_sentences", "SentenceLoader", "SentenceDataLoaders", "SentenceTokenizer"]
 
@@ -61,58 +62,28 @@ def split_sentences(df: pd.DataFrame, text_col: str, keep: Sequence[str] | None 
     return out
 
 
-class SentenceTokenizer:
-    """fastai tokenization + numericalization of single sentences, the same at training and
-    inference time: `tok` and `rules` as in fastai's `Tokenizer`, `vocab` from `make_vocab`.
+class SentenceTokenizer(TextCodec):
+    """The sentence VAE's `TextCodec`: fastai tokenization + numericalization of single sentences,
+    the same at training and inference time: `tok` and `rules` as in fastai's `Tokenizer`, `vocab`
+    from `make_vocab`.
 
     fastai's rules add `xxbos`; sentence boundaries are the model's business (it feeds `xxbos`
-    to the decoder and predicts `xxeos`), so boundary tokens are stripped here."""
+    to the decoder and predicts `xxeos`), so boundary tokens are stripped when tokenizing, and
+    decoding stops at the first `xxeos`."""
+    end = EOS
+    keep_boundaries = False
 
     def __init__(self, tok=None, rules=None, vocab: Sequence[str] | None = None):
-        self.tokenizer = Tokenizer(WordTokenizer() if tok is None else tok, rules=rules)
-        self.vocab = None if vocab is None else list(vocab)
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        toks = tokenize_texts(list(texts), n_workers=0, rules=self.tokenizer.rules, tok=self.tokenizer.tok)
-        return [[t for t in ts if t not in (BOS, EOS)] for ts in toks]
+        super().__init__(vocab, Tokenizer(WordTokenizer() if tok is None else tok, rules=rules))
 
     def setup(self, tokens: Sequence[Sequence[str]], min_freq: int = 2, max_vocab: int = 60000) -> None:
         "Build the vocabulary (fastai's `make_vocab`: special tokens first) from training tokens."
-        from collections import Counter
         self.vocab = make_vocab(Counter(t for ts in tokens for t in ts), min_freq=min_freq, max_vocab=max_vocab)
 
-    @property
-    def numericalize(self) -> Numericalize:
-        if self.vocab is None:
-            raise ValueError("the vocabulary is not built yet: call setup(tokens) first")
-        if getattr(self, "_num", None) is None or self._num.vocab is not self.vocab:
-            self._num = Numericalize(vocab=self.vocab)
-        return self._num
-
     def numericalize_tokens(self, tokens: Sequence[Sequence[str]]) -> list[torch.Tensor]:
-        o2i = self.numericalize.o2i
-        unk = o2i[UNK]
-        return [torch.tensor([o2i.get(t, unk) for t in ts], dtype=torch.long) for ts in tokens]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Ids to readable text, stopping at the first `xxeos`: fastai's case markers are applied
-        (`xxmaj word` -> `Word`, `xxup word` -> `WORD`) and padding and `xxbos` skipped."""
-        words, case = [], None
-        for i in ids:
-            w = self.vocab[int(i)]
-            if w == EOS:
-                break
-            if w in (TK_MAJ, TK_UP):
-                case = w
-            elif w not in (PAD, BOS):
-                if w not in SPECIAL_TOKENS:
-                    w = w.capitalize() if case == TK_MAJ else w.upper() if case == TK_UP else w
-                words.append(w)
-                case = None
-        return " ".join(words)
-
-    def __getstate__(self):   # the cached Numericalize is rebuilt on demand
-        return {k: v for k, v in self.__dict__.items() if k != "_num"}
+        "One id tensor per sentence (`numericalize`, all sentences at once, then split)."
+        flat, lens = self.numericalize(tokens)
+        return list(torch.from_numpy(flat.astype(np.int64)).split(lens.tolist()))
 
 
 class SentenceLoader(DataLoader):
@@ -133,6 +104,11 @@ class SentenceLoader(DataLoader):
         self.tokenizer, self.context_encoder, self.bucket = tokenizer, context_encoder, bucket
         self.lengths = np.array([len(s) for s in self.sentences], dtype=np.int64)
         super().__init__(self.sentences, bs=bs, shuffle=shuffle, **kwargs)
+
+    @property
+    def codec(self) -> SentenceTokenizer:
+        "The `TextCodec` of these sentences (the same object as `tokenizer`)."
+        return self.tokenizer
 
     @property
     def vocab(self) -> list[str]:
@@ -209,6 +185,11 @@ class SentenceDataLoaders(DataLoaders):
 
     @property
     def tokenizer(self) -> SentenceTokenizer:
+        return self.train.tokenizer
+
+    @property
+    def codec(self) -> SentenceTokenizer:
+        "The `TextCodec` (tokenize, numericalize, decode, tokens never drawn) shared by both loaders."
         return self.train.tokenizer
 
     @property

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..context import first_rows
 from ..generation import sample_next
-from ..text import BOS, EOS, PAD, UNK, never_drawn
+from ..text import BOS, EOS, PAD, UNK
 from .annealing import KLAnnealing
 from .callbacks import VAEProgress
 from .data import SentenceDataLoaders, SentenceLoader
@@ -147,14 +147,14 @@ class VAELearner(Learner):
             raise ValueError(f"max_len={max_len!r} must be a positive number of tokens")
         self.model.eval()
         cond = self.vae.condition(z.to(self._device), self._context(context, len(z)))
-        banned = never_drawn(self.dls.vocab, end=EOS, no_unk=no_unk)     # xxeos ends a sentence
+        banned = self.dls.codec.never_drawn(no_unk=no_unk)     # the codec's end token, xxeos, ends a sentence
         if strategy == "beam":
             ids = [self._beam(cond[i:i + 1], beam_size, max_len, banned) for i in range(len(z))]
         else:
             gen = None if seed is None else torch.Generator(self._device).manual_seed(seed)
             sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p) if strategy == "sample" else None
             ids = self._decode_steps(cond, sampling, max_len, banned, gen)
-        return [self.dls.tokenizer.decode(i) for i in ids]
+        return [self.dls.codec.decode(i) for i in ids]
 
     def _decode_steps(self, cond, sampling: dict | None, max_len: int, banned: list[int], gen) -> list[list[int]]:
         "Greedy (`sampling=None`) or sampled decoding of a batch, one step at a time (inference only)."

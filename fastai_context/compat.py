@@ -1,0 +1,126 @@
+"""Everything that depends on fastai's private details, in one file.
+
+fastai's public API (DataLoaders, Learner, callbacks, `AWD_LSTM`, `Tokenizer`, `Numericalize`) is
+used everywhere else; what follows relies on names or behaviour fastai does not promise to keep.
+Each item says what it relies on and what breaks if fastai changes it, so a fastai upgrade is
+checked here (the tests named beside each item exercise it). No other module imports a private
+name from fastai or from another module of this package.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from fastai.callback.core import Callback
+from fastai.data.core import Pipeline
+from fastai.data.transforms import ColReader
+from fastai.distributed import DistributedTrainer
+from fastai.text.core import Tokenizer
+from fastai.text.data import Numericalize
+from fastai.text.models.awdlstm import AWD_LSTM
+from fastcore.basics import noop
+from torch import nn
+
+__all__ = ["text_pipeline", "awd_lstm_layer", "lstm_eval_weight_hh", "HookedDistributedTrainer",
+           "smooth_loss_state", "load_smooth_loss_state", "close_csv_logger", "in_lr_find", "is_noop_hook"]
+
+
+# ------------------------------------------------------------------ fastai's text pipeline
+def text_pipeline(dataset) -> tuple[Tokenizer, Numericalize, pd.Series | None]:
+    """The fitted `Tokenizer` and `Numericalize` of a fastai `TextBlock.from_df` dataset, and its
+    tokenized text column (one token list per document; None when the dataset holds no DataFrame,
+    e.g. the empty one `learn.export` saves).
+
+    Relies on: `Datasets.tls[0].tfms.fs` being `[ColReader, Tokenizer, Numericalize]` (fasttransform's
+    `Pipeline.fs`), `Tokenizer(mode='df')` having tokenized the DataFrame `items` in place into the
+    `ColReader`'s column. If fastai changes that shape this raises `RuntimeError` (the codec cannot be
+    built from the pipeline; `ContextTextDataLoaders.from_df` fails loudly rather than going slow).
+    Used once per `from_df`, and to read learners exported before `TextCodec` existed
+    (tests/test_data.py)."""
+    tls = getattr(dataset, "tls", None)
+    tl = tls[0] if tls is not None and len(tls) == 1 else dataset
+    fs = list(getattr(getattr(tl, "tfms", None), "fs", []))
+    items = getattr(tl, "items", None)
+    ok = (len(fs) == 3 and isinstance(fs[0], ColReader) and isinstance(fs[1], Tokenizer)
+          and isinstance(fs[2], Numericalize) and len(fs[0].cols) == 1 and getattr(fs[1], "mode", None) == "df")
+    if ok and isinstance(items, pd.DataFrame):
+        ok = fs[0].cols[0] in items.columns
+    elif ok:
+        return fs[1], fs[2], None
+    if not ok:
+        raise RuntimeError("fastai's TextBlock pipeline is not ColReader -> Tokenizer -> Numericalize over a tokenized "
+                           "DataFrame: fastai_context does not support this fastai version (see fastai_context/compat.py)")
+    return fs[1], fs[2], items[fs[0].cols[0]]
+
+
+def is_noop_hook(f) -> bool:
+    """Whether a `TfmdDL` hook (`after_item`, `before_batch`) does nothing: an empty fasttransform
+    `Pipeline` (its `fs` list) or fastcore's `noop`. Relies on `Pipeline.fs`; if it goes, every hook
+    looks set and `ContextLanguageModelLoader` refuses to build (loudly, never silently skipping one)."""
+    return len(f.fs) == 0 if isinstance(f, Pipeline) else f is noop
+
+
+# ------------------------------------------------------------------ AWD-LSTM internals
+def awd_lstm_layer(awd: AWD_LSTM, n_in: int, n_out: int, bidir: bool, weight_p: float, l: int) -> nn.Module:
+    """fastai's weight-dropped LSTM layer `l` (`AWD_LSTM._one_rnn`).
+
+    Relies on: `AWD_LSTM.__init__` building its layers through the overridable `_one_rnn(n_in, n_out,
+    bidir, weight_p, l)`, and calling it from inside `__init__`: so `ContextAWD_LSTM` must set the
+    attributes its override reads (`context_sz`, `context_layers`) BEFORE calling `AWD_LSTM.__init__`.
+    If fastai renames the hook, the context columns are silently not added to the input width and
+    the first forward fails with a shape error (tests/test_models.py checks the widths)."""
+    return AWD_LSTM._one_rnn(awd, n_in, n_out, bidir, weight_p, l)
+
+
+def lstm_eval_weight_hh(rnn: nn.Module):
+    """The hidden-to-hidden weight an `AWD_LSTM` layer uses at evaluation time.
+
+    Relies on: fastai's `WeightDropout` keeping the undropped weight as `<name>_raw`
+    (`weight_hh_l0_raw`) and the wrapped `nn.LSTM` as `.module`. Without `_raw` (a plain LSTM) the
+    module's own weight is the one. If fastai renames it, generation would use a stale or dropped
+    weight: tests/test_learner.py compares `ContextLSTMSampler` with the model's forward."""
+    return getattr(rnn, "weight_hh_l0_raw", rnn.module.weight_hh_l0)
+
+
+# ------------------------------------------------------------------ distributed training
+class HookedDistributedTrainer(DistributedTrainer):
+    """fastai's `DistributedTrainer` with its private per-loader hook made public: override
+    `wrap_dl(dl)` (fastai's default wraps it in a `DistributedDL`).
+
+    Relies on: `DistributedTrainer` routing every loader through `_wrap_dl` in `before_fit`,
+    `before_train` and `before_validate`. If fastai renames it, the context loader gets wrapped in
+    `DistributedDL` (no per-rank streams): tests/test_distributed.py compares ranks' batches."""
+
+    def _wrap_dl(self, dl):
+        return self.wrap_dl(dl)
+
+    def wrap_dl(self, dl):
+        "fastai's wrapping (a `DistributedDL`, unless it already is one)."
+        return DistributedTrainer._wrap_dl(self, dl)
+
+
+# ------------------------------------------------------------------ Recorder and loggers
+def smooth_loss_state(smooth) -> dict:
+    """The state of the Recorder's `smooth_loss` (fastai's `AvgSmoothLoss`): its `state_dict()` if a
+    future fastai gives it one, else its attributes (`beta`, `count`, `val`). Relies on those
+    attributes being all its state; if fastai adds one, a resumed run's smoothed loss could differ
+    from an uninterrupted one (tests/test_resume.py compares them)."""
+    return smooth.state_dict() if callable(getattr(type(smooth), "state_dict", None)) else dict(vars(smooth))
+
+
+def load_smooth_loss_state(smooth, state: dict) -> None:
+    "Restore what `smooth_loss_state` saved."
+    if callable(getattr(type(smooth), "load_state_dict", None)):
+        smooth.load_state_dict(state)
+    else:
+        vars(smooth).update(state)
+
+
+def close_csv_logger(cb: Callback) -> None:
+    """End a `CSVLogger`'s fit early (as its `after_fit` does: close its file, give the learner its
+    previous `logger` back). Relies on `CSVLogger.after_fit` doing just that; used when a refused
+    resume stops `fit` before fastai's own `after_fit` runs (tests/test_resume.py)."""
+    cb.after_fit()
+
+
+def in_lr_find(learn) -> bool:
+    "Whether `learn` runs fastai's `lr_find`: relies on `LRFinder` setting `learn.lr_finder` while it runs."
+    return hasattr(learn, "lr_finder")
