@@ -18,7 +18,7 @@ import yaml
 from fastai.callback.training import ShortEpochCallback
 
 from fastai_context import Checkpoint, ContextTextDataLoaders, context_language_model_learner, context_lm_config, datasets
-from fastai_context.checkpoint import verify_checkpoint
+from fastai_context.workflow.checkpoint import verify_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

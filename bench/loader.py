@@ -113,7 +113,7 @@ def child_prenum(args) -> dict:
     import torch
     torch.set_num_threads(1)
     from fastai.text.data import LMDataLoader
-    from fastai_context.data import ContextLanguageModelLoader, TokenDocuments
+    from fastai_context.lm.data import ContextLanguageModelLoader, TokenDocuments
     flat, lens, energy = synthetic(Path(args.pool), args.tokens)
     context = torch.from_numpy(energy)[:, None]
     folder = None

@@ -15,7 +15,7 @@ import pandas as pd
 from fastai.text.core import tokenize_df
 
 from fastai_context import datasets
-from fastai_context.lyrics import clean_lyrics
+from fastai_context.sources.lyrics import clean_lyrics
 
 
 def stats(texts: pd.Series, name: str, min_freq: int = 3) -> dict:

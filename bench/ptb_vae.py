@@ -47,7 +47,7 @@ from fastai.torch_core import default_device, set_seed
 from fastcore.basics import noop
 
 from fastai_context import datasets
-from fastai_context.checkpoint import Checkpoint, load_checkpoint
+from fastai_context.workflow.checkpoint import Checkpoint, load_checkpoint
 from fastai_context.text import UNK
 from fastai_context.vae import SentenceDataLoaders, SentenceLoader, active_units, mutual_information, vae_learner
 from fastai_context.vae.callbacks import CPUMixedPrecision, VAEBatchLogger

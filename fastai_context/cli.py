@@ -14,7 +14,7 @@ refused `--resume` changes no file of the run. A run folder is locked (`.lock`, 
 while a command writes to it, so a second process on it is refused.
 
 This module only parses arguments and reports errors in one line; the checks, the run folders
-and the experiments themselves are `fastai_context.recipes`, callable from Python.
+and the experiments themselves are `fastai_context.workflow.recipes`, callable from Python.
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ from pathlib import Path
 import yaml
 from fastai.torch_core import rank_distrib
 
-from .checkpoint import CheckpointError, NonFiniteLossError
-from .distributed import check_launch
-from .recipes import COMMANDS, Command, new_or_empty_run_dir, resume, start
-from .runs import PACKAGED_CONFIGS, ConfigError, load_config, make_run_dir, packaged_configs
-from .sweep import grid_sweep, optuna_sweep, parse_grid
+from .workflow.checkpoint import CheckpointError, NonFiniteLossError
+from .workflow.distributed import check_launch
+from .workflow.recipes import COMMANDS, Command, new_or_empty_run_dir, resume, start
+from .workflow.runs import PACKAGED_CONFIGS, ConfigError, load_config, make_run_dir, packaged_configs
+from .workflow.sweep import grid_sweep, optuna_sweep, parse_grid
 
 __all__ = ["main", "COMMANDS"]
 

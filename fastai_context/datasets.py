@@ -20,7 +20,7 @@ import pandas as pd
 
 from .audio_features import normalize_artist, normalize_title
 from .context import check_columns
-from .runs import atomic_path
+from .workflow.runs import atomic_path
 
 __all__ = ["DATA_ENV", "Remote", "REMOTES", "data_dir", "get_path", "download",
            "spotify_tracks", "ptb", "blog_reviews", "song_titles", "billboard_lyrics", "BILLBOARD_COLUMNS",
@@ -214,7 +214,7 @@ def billboard_lyrics(path: str | Path | None = None, clean: bool = True) -> pd.D
     line breaks lost in scraping restored, one lyric line per `\\n`-separated line (fastai's
     tokenizer keeps each `\\n` as a token); `clean=False` gives the lyrics as scraped. The lyrics are
     their songwriters' copyright: use them locally, never redistribute them."""
-    from .lyrics import clean_lyrics
+    from .sources.lyrics import clean_lyrics
     if path is None:
         path = _billboard_path()
     df = pd.read_csv(path)

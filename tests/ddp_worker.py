@@ -10,7 +10,7 @@ from fastai.callback.core import Callback
 from fastai.torch_core import rank_distrib, set_seed
 
 from fastai_context import ContextTextDataLoaders, context_language_model_learner, datasets
-from fastai_context.distributed import distrib_ctx
+from fastai_context.workflow.distributed import distrib_ctx
 
 BS, SEQ_LEN, SHUFFLE_SEED = 4, 8, 5
 TINY = dict(emb_sz=16, n_hid=32, n_layers=1, pad_token=1, bidir=False, output_p=0.1, hidden_p=0.1, input_p=0.1,

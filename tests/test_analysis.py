@@ -342,7 +342,7 @@ _TINY = dict(emb_sz=32, n_hid=64, n_layers=1, pad_token=1, bidir=False, output_p
 def _trained_learner(df: pd.DataFrame, seed: int = 0):
     from fastai.torch_core import set_seed
     from fastai_context import ContextTextDataLoaders
-    from fastai_context.learner import context_language_model_learner
+    from fastai_context.lm.learner import context_language_model_learner
     set_seed(seed)
     dls = ContextTextDataLoaders.from_df(df, "text", "energy", bs=16, seq_len=20, seed=0, min_freq=1)
     learn = context_language_model_learner(dls, config=_TINY)

@@ -12,7 +12,7 @@ import yaml
 from matplotlib.image import imread
 
 from fastai_context.cli import COMMANDS, main
-from fastai_context.runs import ConfigError, load_config
+from fastai_context.workflow.runs import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = ROOT / "fastai_context" / "configs" / "tiny-lm.yaml"
@@ -199,7 +199,7 @@ def test_top_level_help_lists_every_command(capsys):
 
 def test_atomic_files_get_a_normal_mode(tmp_path):
     import stat
-    from fastai_context.runs import save_config
+    from fastai_context.workflow.runs import save_config
     umask = os.umask(0o022)
     try:
         mode = stat.S_IMODE(save_config(tmp_path, {"a": 1}, "train-lm").stat().st_mode)

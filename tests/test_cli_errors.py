@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from fastai_context.cli import main
-from fastai_context.checkpoint import load_checkpoint
-from fastai_context.runs import RunLock
+from fastai_context.workflow.checkpoint import load_checkpoint
+from fastai_context.workflow.runs import RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = ROOT / "fastai_context" / "configs" / "tiny-lm.yaml"
@@ -193,7 +193,7 @@ def test_sweep_without_optuna_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_optuna_sweep_without_optuna_says_how_to_install_it(tmp_path, monkeypatch):
-    from fastai_context.sweep import optuna_sweep
+    from fastai_context.workflow.sweep import optuna_sweep
     monkeypatch.setitem(sys.modules, "optuna", None)              # `import optuna` now fails
     with pytest.raises(ImportError, match=r"pip install 'fastai_context\[sweep\]'"):
         optuna_sweep({"lr": (1e-3, 1e-2, True)}, 2, "train-lm", str(TINY_LM), [], tmp_path)

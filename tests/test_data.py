@@ -261,7 +261,7 @@ def test_unknown_feature_and_unseen_category_at_encode():
 def test_fast_numericalization_equals_fastai_pipeline(spotify_dls):
     "The codec numericalizes all documents at once, equal to fastai's per-item pipeline (the generic path)."
     from fastai_context.compat import text_pipeline
-    from fastai_context.data import TokenDocuments
+    from fastai_context.lm.data import TokenDocuments
     dls = spotify_dls[1]
     ds = dls.train.dataset
     fast = TokenDocuments.from_token_lists(text_pipeline(ds)[2], dls.codec)
@@ -283,7 +283,7 @@ FULL_EPOCH = r"""
 import sys
 import numpy as np, torch
 torch.set_num_threads(1)
-from fastai_context.data import ContextLanguageModelLoader
+from fastai_context.lm.data import ContextLanguageModelLoader
 rng = np.random.default_rng(0)
 lens = rng.integers(1, 80, 75_000)                     # ~3M tokens, every token id unique
 ends = np.cumsum(lens)
@@ -320,7 +320,7 @@ def test_multi_million_token_epoch_every_token_once_with_its_context():
 
 def test_token_documents_flat_and_memory_mapped(tmp_path):
     "A TokenDocuments (int32, or memory-mapped from disk) gives the batches of the list of tensors."
-    from fastai_context.data import TokenDocuments
+    from fastai_context.lm.data import TokenDocuments
     docs, owner = unique_docs(300, seed=4)
     flat = TokenDocuments.from_docs(docs)
     assert flat.tokens.dtype == np.int32 and len(flat) == 300 and torch.equal(flat[7], docs[7])

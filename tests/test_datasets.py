@@ -76,7 +76,7 @@ def test_default_download_folder_is_fastais_data_folder():
 
 
 # ------------------------------------------------------------------ Billboard lyrics
-from fastai_context.lyrics import clean_lyrics, is_section_label  # noqa: E402
+from fastai_context.sources.lyrics import clean_lyrics, is_section_label  # noqa: E402
 
 
 @pytest.fixture(scope="module")

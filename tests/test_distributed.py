@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import ddp_worker
-from fastai_context.distributed import check_launch
-from fastai_context.runs import ConfigError
+from fastai_context.workflow.distributed import check_launch
+from fastai_context.workflow.runs import ConfigError
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,8 +4,8 @@ import torch
 from fastai.text.models.awdlstm import awd_lstm_lm_config
 
 from fastai_context import ContextAWD_LSTM, ContextLSTMSampler, context_lm_config, get_context_language_model
-from fastai_context.generation import sample_next
-from fastai_context.models import context_awd_lstm_lm_split
+from fastai_context.lm.sampling import sample_next
+from fastai_context.lm.model import context_awd_lstm_lm_split
 
 SMALL = dict(context_lm_config, emb_sz=16, n_hid=32)
 

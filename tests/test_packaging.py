@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fastai_context.cli import COMMANDS, main
-from fastai_context.runs import PACKAGED_CONFIGS, ConfigError, load_config, packaged_configs, resolve_config
+from fastai_context.workflow.runs import PACKAGED_CONFIGS, ConfigError, load_config, packaged_configs, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +50,18 @@ def test_wheel_carries_configs_and_sources(tmp_path):
     names = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist()
     assert {f"fastai_context/configs/{p.name}" for p in PACKAGED_CONFIGS.glob("*.yaml")} <= set(names)
     assert {"fastai_context/sources/reccobeats.py", "fastai_context/sources/http.py"} <= set(names)
+
+
+def test_old_module_paths_and_pickles_of_0_1_still_resolve():
+    "0.1 kept the LM and the workflow at the package root; exported learners pickled those paths."
+    import pickle
+
+    import fastai_context.checkpoint
+    import fastai_context.data
+    from fastai_context import ContextAWD_LSTM, ContextLanguageModelLoader, Checkpoint
+    from fastai_context.runs import load_config
+    assert fastai_context.data.ContextLanguageModelLoader is ContextLanguageModelLoader
+    assert fastai_context.checkpoint.Checkpoint is Checkpoint and callable(load_config)
+    # What pickle reads for a class saved by 0.1: its module path and name.
+    old = b"\x80\x04\x95(\x00\x00\x00\x00\x00\x00\x00\x8c\x15fastai_context.models\x94\x8c\x0fContextAWD_LSTM\x94\x93\x94."
+    assert pickle.loads(old) is ContextAWD_LSTM

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fastai_context import RunFolder, recipes
-from fastai_context.runs import ConfigError
+from fastai_context.workflow.runs import ConfigError
 
 TINY_LM = dict(n_docs=200, epochs=1, sample_words=5)       # over the packaged tiny-lm config
 

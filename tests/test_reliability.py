@@ -23,7 +23,7 @@ from fastai.torch_core import set_seed
 from torch import nn
 
 from fastai_context import ContextEncoder, ContextTextDataLoaders, SentenceDataLoaders, context_language_model_learner
-from fastai_context.checkpoint import (Checkpoint, CheckpointError, NonFiniteLossError, RaiseOnNaNCallback,
+from fastai_context.workflow.checkpoint import (Checkpoint, CheckpointError, NonFiniteLossError, RaiseOnNaNCallback,
                                        load_checkpoint)
 
 EPOCHS = 2

@@ -12,7 +12,7 @@ from fastai.torch_core import set_seed
 from torch import nn
 
 from fastai_context import ContextTextDataLoaders
-from fastai_context.checkpoint import Checkpoint, load_checkpoint
+from fastai_context.workflow.checkpoint import Checkpoint, load_checkpoint
 
 EPOCHS = 3
 
@@ -193,7 +193,7 @@ def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
 
 def test_cli_resume_refuses_a_run_of_another_command(tmp_path):
     from fastai_context.cli import main
-    from fastai_context.runs import save_config
+    from fastai_context.workflow.runs import save_config
     save_config(tmp_path, {"epochs": 1}, "train-vae")
     with pytest.raises(SystemExit, match="is a train-vae run, not train-lm"):
         main(["train-lm", "--resume", str(tmp_path)])

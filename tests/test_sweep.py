@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from fastai_context.cli import COMMANDS, main
-from fastai_context.runs import ConfigError
-from fastai_context.sweep import parse_grid
+from fastai_context.workflow.runs import ConfigError
+from fastai_context.workflow.sweep import parse_grid
 
 TINY_LM = "tiny-lm"     # a packaged config, by name
 FAST = ["epochs=1", "n_docs=200", "perplexity=false", "sample_words=0"]

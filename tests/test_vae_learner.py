@@ -249,7 +249,7 @@ def test_bfloat16_training_on_the_cpu_stays_close_to_float32():
 
 def test_batch_logger_drops_the_redone_epochs_rows_on_resume(tmp_path):
     from fastai.callback.core import CancelFitException
-    from fastai_context.checkpoint import Checkpoint
+    from fastai_context.workflow.checkpoint import Checkpoint
     from fastai_context.vae import VAEBatchLogger
 
     class Interrupt(Callback):                       # a kill in the middle of epoch 2

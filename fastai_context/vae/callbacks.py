@@ -16,7 +16,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import rank_distrib
 
 from ..compat import in_lr_find
-from ..runs import atomic_path
+from ..workflow.runs import atomic_path
 
 __all__ = ["VAEBatchLogger", "VAEProgress", "CPUMixedPrecision", "BATCH_COLUMNS"]
 

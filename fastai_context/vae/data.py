@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from .model import append_eos
 from ..context import ContextEncoder, check_columns, first_rows
-from ..data import check_texts
+from ..lm.data import check_texts
 from ..text import EOS, PAD, SPECIAL_TOKENS, UNK, TextCodec
 
 __all__ = ["split_sentences", "SentenceLoader", "SentenceDataLoaders", "SentenceTokenizer"]

@@ -15,7 +15,7 @@ from fastprogress.fastprogress import progress_bar
 from torch.nn import functional as F
 
 from ..context import first_rows
-from ..generation import sample_next
+from ..lm.sampling import sample_next
 from ..text import BOS, EOS, PAD, UNK
 from .annealing import KLAnnealing
 from .callbacks import VAEProgress

@@ -34,10 +34,10 @@ from fastai.callback.core import Callback, CancelEpochException, CancelFitExcept
 from fastai.callback.progress import CSVLogger
 from fastai.torch_core import get_model, rank_distrib
 
-from .compat import close_csv_logger, in_lr_find, load_smooth_loss_state, smooth_loss_state
-from .context import ContextEncoder
+from ..compat import close_csv_logger, in_lr_find, load_smooth_loss_state, smooth_loss_state
+from ..context import ContextEncoder
 from .runs import atomic_path, clean_stale_temporaries
-from .text import vocab_of
+from ..text import vocab_of
 
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "verify_checkpoint", "check_compatible",
            "RaiseOnNaNCallback", "NonFiniteLossError"]

@@ -36,17 +36,17 @@ from fastai.data.transforms import RandomSplitter
 from fastai.learner import load_learner
 from fastai.torch_core import num_distrib, rank_distrib, set_seed
 
-from . import datasets
-from .analysis import controllability, distinctive_words, plot_word_clouds, word_counts
+from .. import datasets
+from ..analysis import controllability, distinctive_words, plot_word_clouds, word_counts
 from .checkpoint import Checkpoint, RaiseOnNaNCallback
-from .context import ContextEncoder, check_columns
-from .data import ContextTextDataLoaders
+from ..context import ContextEncoder, check_columns
+from ..lm.data import ContextTextDataLoaders
 from .distributed import distrib_ctx
-from .learner import context_language_model_learner
-from .models import context_lm_config
+from ..lm.learner import context_language_model_learner
+from ..lm.model import context_lm_config
 from .runs import (CONFIG_NAME, LOCK_NAME, ConfigError, RunFolder, RunLock, atomic_path, clean_stale_temporaries,
                    load_config, make_run_dir, read_config, save_config)
-from .vae import SentenceDataLoaders, vae_learner
+from ..vae import SentenceDataLoaders, vae_learner
 
 __all__ = ["train_lm", "generate", "wordclouds", "train_vae", "homotopy", "start", "resume", "COMMANDS", "Command",
            "RunFolder"]

@@ -30,11 +30,11 @@ from fastcore.meta import delegates
 from fastcore.xtras import load_pickle
 from fastprogress.fastprogress import progress_bar
 
-from .checkpoint import RaiseOnNaNCallback
+from ..workflow.checkpoint import RaiseOnNaNCallback
 from .data import ContextLanguageModelLoader
-from .generation import ContextLSTMSampler
-from .models import ContextAWD_LSTM, context_model_meta, get_context_language_model
-from .text import BOS, TextCodec, vocab_of
+from .sampling import ContextLSTMSampler
+from .model import ContextAWD_LSTM, context_model_meta, get_context_language_model
+from ..text import BOS, TextCodec, vocab_of
 
 __all__ = ["ContextLMLearner", "context_language_model_learner", "ContextDropout", "ContextGainReport"]
 

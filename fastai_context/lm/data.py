@@ -25,10 +25,10 @@ from fastai.text.data import LMDataLoader, LMTensorText, TensorText, TextBlock
 from fastai.torch_core import default_device, display_df
 from fastcore.xtras import ReindexCollection
 
-from .compat import is_noop_hook, text_pipeline
-from .context import ContextEncoder, check_columns, first_rows
-from .runs import atomic_path
-from .text import TextCodec, flat_ids, is_blank_doc, vocab_of
+from ..compat import is_noop_hook, text_pipeline
+from ..context import ContextEncoder, check_columns, first_rows
+from ..workflow.runs import atomic_path
+from ..text import TextCodec, flat_ids, is_blank_doc, vocab_of
 
 __all__ = ["ContextLanguageModelLoader", "ContextTextDataLoaders", "TokenDocuments"]
 
@@ -403,8 +403,10 @@ class ContextLanguageModelLoader(LMDataLoader):
             if len(dataset):
                 raise ValueError("new(dataset=...) needs the matching context=: one row per document")
             context = torch.zeros(0, self.context.shape[1])
-        for k in ("context_encoder", "rank", "world_size", "shuffle_seed", "fastai_order", "codec"):
-            kwargs.setdefault(k, getattr(self, k))
+        # A loader unpickled from a learner exported by 0.1 lacks the attributes added since: their defaults.
+        for k, default in (("context_encoder", None), ("rank", 0), ("world_size", 1), ("shuffle_seed", None),
+                           ("fastai_order", True), ("codec", None)):
+            kwargs.setdefault(k, self.__dict__.get(k, default) if k != "codec" else self.codec)
         kwargs.setdefault("vocab", getattr(self, "vocab", None))
         seq_len = self.seq_len if seq_len is None else seq_len
         # TfmdDL.new, not LMDataLoader.new: that one passes its Python list of lengths along.

@@ -18,7 +18,7 @@ from fastai.torch_core import params
 from fastcore.foundation import L
 from torch import nn
 
-from .compat import awd_lstm_layer
+from ..compat import awd_lstm_layer
 
 __all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "context_awd_lstm_lm_split",
            "get_context_language_model"]

@@ -196,7 +196,7 @@ def parse_value(key: str, value: Any, default: Any) -> Any:
 
 
 #: The example configs that ship inside the package (`fastai-context configs` lists them).
-PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -340,7 +340,7 @@ def read_config(run_dir: str | Path) -> tuple[str, dict]:
 class RunFolder:
     """A run folder and the files a command writes into it, by what they are: every command
     (and a notebook) reads another run's results through this, never through file names of
-    its own. `fastai_context.recipes` returns one from each recipe.
+    its own. `fastai_context.workflow.recipes` returns one from each recipe.
 
         run = RunFolder("runs/lm")
         run.config["text_col"], run.history.valid_loss.iloc[-1], run.perplexity["true"]

@@ -28,8 +28,8 @@ from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
 from fastai.torch_core import num_distrib, rank_distrib
 
-from .compat import HookedDistributedTrainer
-from .data import ContextLanguageModelLoader
+from ..compat import HookedDistributedTrainer
+from ..lm.data import ContextLanguageModelLoader
 from .runs import ConfigError
 
 __all__ = ["ContextDistributedTrainer", "distrib_ctx", "shared_seed", "check_launch"]

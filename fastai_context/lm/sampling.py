@@ -18,8 +18,8 @@ from numbers import Real
 import torch
 from fastprogress.fastprogress import progress_bar
 
-from .compat import lstm_eval_weight_hh
-from .models import ContextSequentialRNN
+from ..compat import lstm_eval_weight_hh
+from .model import ContextSequentialRNN
 
 __all__ = ["ContextLSTMSampler", "sample_next"]
 

@@ -1,0 +1,3 @@
+"""Running experiments: `runs` (configs, run folders, locks), `checkpoint` (exact resume),
+`distributed` (data-parallel training), `sweep` (grid and optuna), `recipes` (train-lm, generate,
+wordclouds, train-vae, homotopy as Python functions; `fastai_context.cli` is their parser)."""
