@@ -34,7 +34,7 @@ def text_pipeline(dataset) -> tuple[Tokenizer, Numericalize, pd.Series | None]:
     `ColReader`'s column. If fastai changes that shape this raises `RuntimeError` (the codec cannot be
     built from the pipeline; `ContextTextDataLoaders.from_df` fails loudly rather than going slow).
     Used once per `from_df`, and to read learners exported before `TextCodec` existed
-    (tests/test_data.py)."""
+    (tests/lm/test_data.py)."""
     tls = getattr(dataset, "tls", None)
     tl = tls[0] if tls is not None and len(tls) == 1 else dataset
     fs = list(getattr(getattr(tl, "tfms", None), "fs", []))
@@ -66,7 +66,7 @@ def awd_lstm_layer(awd: AWD_LSTM, n_in: int, n_out: int, bidir: bool, weight_p: 
     bidir, weight_p, l)`, and calling it from inside `__init__`: so `ContextAWD_LSTM` must set the
     attributes its override reads (`context_sz`, `context_layers`) BEFORE calling `AWD_LSTM.__init__`.
     If fastai renames the hook, the context columns are silently not added to the input width and
-    the first forward fails with a shape error (tests/test_models.py checks the widths)."""
+    the first forward fails with a shape error (tests/lm/test_model.py checks the widths)."""
     return AWD_LSTM._one_rnn(awd, n_in, n_out, bidir, weight_p, l)
 
 
@@ -76,7 +76,7 @@ def lstm_eval_weight_hh(rnn: nn.Module):
     Relies on: fastai's `WeightDropout` keeping the undropped weight as `<name>_raw`
     (`weight_hh_l0_raw`) and the wrapped `nn.LSTM` as `.module`. Without `_raw` (a plain LSTM) the
     module's own weight is the one. If fastai renames it, generation would use a stale or dropped
-    weight: tests/test_learner.py compares `ContextLSTMSampler` with the model's forward."""
+    weight: tests/lm/test_learner.py compares `ContextLSTMSampler` with the model's forward."""
     return getattr(rnn, "weight_hh_l0_raw", rnn.module.weight_hh_l0)
 
 
@@ -87,7 +87,7 @@ class HookedDistributedTrainer(DistributedTrainer):
 
     Relies on: `DistributedTrainer` routing every loader through `_wrap_dl` in `before_fit`,
     `before_train` and `before_validate`. If fastai renames it, the context loader gets wrapped in
-    `DistributedDL` (no per-rank streams): tests/test_distributed.py compares ranks' batches."""
+    `DistributedDL` (no per-rank streams): tests/workflow/test_distributed.py compares ranks' batches."""
 
     def _wrap_dl(self, dl):
         return self.wrap_dl(dl)
@@ -102,7 +102,7 @@ def smooth_loss_state(smooth) -> dict:
     """The state of the Recorder's `smooth_loss` (fastai's `AvgSmoothLoss`): its `state_dict()` if a
     future fastai gives it one, else its attributes (`beta`, `count`, `val`). Relies on those
     attributes being all its state; if fastai adds one, a resumed run's smoothed loss could differ
-    from an uninterrupted one (tests/test_resume.py compares them)."""
+    from an uninterrupted one (tests/workflow/test_resume.py compares them)."""
     return smooth.state_dict() if callable(getattr(type(smooth), "state_dict", None)) else dict(vars(smooth))
 
 
@@ -117,7 +117,7 @@ def load_smooth_loss_state(smooth, state: dict) -> None:
 def close_csv_logger(cb: Callback) -> None:
     """End a `CSVLogger`'s fit early (as its `after_fit` does: close its file, give the learner its
     previous `logger` back). Relies on `CSVLogger.after_fit` doing just that; used when a refused
-    resume stops `fit` before fastai's own `after_fit` runs (tests/test_resume.py)."""
+    resume stops `fit` before fastai's own `after_fit` runs (tests/workflow/test_resume.py)."""
     cb.after_fit()
 
 

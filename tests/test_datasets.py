@@ -143,6 +143,7 @@ def rebuilt(tmp_path_factory, data_dir):
     return tmp / "fastai", raw, clean
 
 
+@pytest.mark.slow
 def test_billboard_lyrics_downloads_originals_and_caches_the_build(rebuilt):
     folder, raw, clean = rebuilt
     names = sorted(p.name for p in folder.iterdir())

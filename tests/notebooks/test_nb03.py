@@ -1,7 +1,11 @@
 """Notebook 03 (sentence VAE on song titles, review sentences and track names with energy) runs end to end."""
 import json
 
-from conftest import run_notebook
+import pytest
+
+from tests.helpers import run_notebook
+
+pytestmark = pytest.mark.slow
 
 
 def test_nb03_runs_on_reduced_settings(tmp_path, data_dir):

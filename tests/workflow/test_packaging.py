@@ -5,14 +5,13 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from fastai_context.cli import COMMANDS, main
 from fastai_context.workflow.runs import PACKAGED_CONFIGS, ConfigError, load_config, packaged_configs, resolve_config
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_packaged_configs_by_name(tmp_path, monkeypatch):

@@ -1,8 +1,11 @@
 """nbs/02_energy_word_clouds.ipynb runs top to bottom on a reduced setting."""
 import nbformat
+import pytest
 from PIL import Image
 
-from conftest import run_notebook
+from tests.helpers import run_notebook
+
+pytestmark = pytest.mark.slow
 
 
 def test_nb02_runs_on_reduced_settings(tmp_path, data_dir):

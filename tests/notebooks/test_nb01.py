@@ -1,7 +1,10 @@
 """nbs/01_energy_conditioned_lm.ipynb runs top to bottom on a reduced setting."""
 import nbformat
+import pytest
 
-from conftest import run_notebook
+from tests.helpers import run_notebook
+
+pytestmark = pytest.mark.slow
 
 
 def test_nb01_runs_on_reduced_settings(tmp_path, data_dir):

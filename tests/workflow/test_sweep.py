@@ -1,6 +1,5 @@
 """Sweeps on real Spotify track names: a grid as parallel processes and an optuna search, each run
 in its own folder, the summary sorted by the validation metric."""
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,6 +7,8 @@ import pytest
 from fastai_context.cli import COMMANDS, main
 from fastai_context.workflow.runs import ConfigError
 from fastai_context.workflow.sweep import parse_grid
+
+pytestmark = pytest.mark.slow
 
 TINY_LM = "tiny-lm"     # a packaged config, by name
 FAST = ["epochs=1", "n_docs=200", "perplexity=false", "sample_words=0"]

@@ -15,8 +15,8 @@ import pytest
 from fastai_context.cli import main
 from fastai_context.workflow.checkpoint import load_checkpoint
 from fastai_context.workflow.runs import RunLock
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = ROOT / "fastai_context" / "configs" / "tiny-lm.yaml"
 QUICK = ["perplexity=false", "sample_words=0"]
 
@@ -110,6 +110,7 @@ def test_unreadable_inputs_are_named_and_leave_no_folder(tmp_path):
 
 
 # ------------------------------------------------------------------------------ items 1, 2, 3, 17
+@pytest.mark.slow
 def test_resume_with_an_edited_config_is_refused_and_changes_nothing(run_copy):
     cfg = run_copy / "config.yaml"
     cfg.write_text(cfg.read_text().replace("- energy", "- valence"))
@@ -122,6 +123,7 @@ def test_resume_with_an_edited_config_is_refused_and_changes_nothing(run_copy):
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_are_refused_and_change_nothing(run_copy):
     (run_copy / "checkpoint.pth").write_bytes((run_copy / "checkpoint.pth").read_bytes()[:1000])
     (run_copy / "checkpoint.prev.pth").write_bytes(b"")
@@ -160,6 +162,7 @@ def test_finished_run_without_checkpoint_is_refused(run_copy):
 
 
 # ----------------------------------------------------------------------------------------- item 16
+@pytest.mark.slow
 def test_a_second_process_on_a_run_folder_is_refused(run_copy):
     before = snapshot(run_copy)
     with RunLock(run_copy):                                       # this test's process holds the run

@@ -13,6 +13,7 @@ from torch import nn
 
 from fastai_context import ContextTextDataLoaders
 from fastai_context.workflow.checkpoint import Checkpoint, load_checkpoint
+from tests.helpers import ROOT
 
 EPOCHS = 3
 
@@ -149,6 +150,7 @@ def test_refuses_other_epoch_count(titles_df, tmp_path):
 
 
 # ---------------------------------------------------------------------- the command line, killed
+@pytest.mark.slow
 def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
     """Kill a `fastai-context train-lm` subprocess in the middle of its second epoch, resume it with
     `--resume`, and reach the metrics and weights of an uninterrupted run with the same seed."""
@@ -157,11 +159,10 @@ def test_cli_resume_after_kill_matches_uninterrupted(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     from fastai_context.cli import main
 
-    cfg = Path(__file__).resolve().parents[1] / "fastai_context" / "configs" / "tiny-lm.yaml"
+    cfg = ROOT / "fastai_context" / "configs" / "tiny-lm.yaml"
     args = ["train-lm", str(cfg), "epochs=3", "n_docs=1500", "perplexity=false", "sample_words=0"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "fastai_context.cli", *args, "--run-dir", str(killed)],

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import ddp_worker
+from tests.workflow import ddp_worker
 from fastai_context.workflow.distributed import check_launch
 from fastai_context.workflow.runs import ConfigError
+
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import local_server
+from tests.helpers import local_server
 from fastai_context import datasets
 from fastai_context.audio_features import (AUDIO_FEATURES, FileFeatures, SpotifyFeatures, SpotifyFeaturesError,
                                            SpotifyForbiddenError, SpotifyRateLimitError, add_audio_features,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import local_server
+from tests.helpers import local_server
 from fastai_context import FileFeatures, ReccoBeatsError, ReccoBeatsFeatures, ReccoBeatsRateLimitError, datasets
 from fastai_context import add_audio_features, parse_review_title
 from fastai_context.sources.reccobeats import RECCOBEATS_FEATURES

@@ -307,6 +307,7 @@ print("ok", int(ends[-1]), dl.n_batches)
 """
 
 
+@pytest.mark.slow
 def test_multi_million_token_epoch_every_token_once_with_its_context():
     "A 3M-token corpus, two shuffled epochs: each token exactly once per epoch, with its document's context."
     import os

@@ -3,7 +3,6 @@ folder; bad configs fail before any work with an error naming the key."""
 import json
 import os
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,8 +12,8 @@ from matplotlib.image import imread
 
 from fastai_context.cli import COMMANDS, main
 from fastai_context.workflow.runs import ConfigError, load_config
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_LM = ROOT / "fastai_context" / "configs" / "tiny-lm.yaml"
 TINY_VAE = ["n_docs=400", "epochs=2", "z_dim=4", "emb_sz=16", "hidden_sz=32", "bs=32", "n_samples=3"]
 

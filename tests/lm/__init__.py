@@ -1,0 +1,1 @@
+"""Tests of fastai_context/lm."""

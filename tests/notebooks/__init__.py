@@ -1,0 +1,1 @@
+"""Tests of fastai_context notebooks (nbs/), executed on reduced settings."""
