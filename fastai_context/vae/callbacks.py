@@ -18,7 +18,7 @@ from fastai.torch_core import rank_distrib
 from ..compat import in_lr_find
 from ..workflow.runs import atomic_path
 
-__all__ = ["VAEBatchLogger", "VAEProgress", "CPUMixedPrecision", "BATCH_COLUMNS"]
+__all__ = ["VAEBatchLogger", "VAEProgress", "CPUMixedPrecision", "LatentMeans", "BATCH_COLUMNS"]
 
 #: The columns of `VAEBatchLogger`'s file: training iteration, epoch, then nats per sentence.
 BATCH_COLUMNS = ("iter", "epoch", "rec", "kl", "beta", "elbo", "loss")
@@ -84,6 +84,31 @@ class VAEBatchLogger(Callback):
         with open(self.file, "a") as f:
             f.writelines(f"{i},{e},{r:.4f},{k:.4f},{b:.6g},{el:.4f},{lo:.4f}\n" for i, e, r, k, b, el, lo in self.rows)
         self.rows = []
+
+
+class LatentMeans(Callback):
+    """After every validation, save the posterior means `mu (n_valid, z_dim)` of the validation
+    sentences, in loader order, to `learn.path / folder / f"epoch_{epoch}.pt"` (for plots of how the
+    latent space forms: `torch.load` gives the tensor)."""
+    order = 62
+
+    def __init__(self, folder: str | Path = "latents"):
+        self.folder = folder
+
+    def before_validate(self):
+        self.mus = []
+
+    def after_batch(self):
+        last = getattr(self.loss_func, "last", None)
+        if not self.training and last is not None:
+            self.mus.append(last["mu"].float().cpu())
+
+    def after_validate(self):
+        if rank_distrib() or not self.mus or hasattr(self.learn, "lr_finder"):
+            return
+        out = Path(self.learn.path) / self.folder
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.cat(self.mus), out / f"epoch_{self.epoch}.pt")
 
 
 def _fmt(v) -> str:

@@ -203,7 +203,7 @@ def test_bad_inference_inputs_name_the_problem(trained):
 
 def test_batch_logger_and_readable_table(tmp_path):
     "Per-batch rec/KL/beta/ELBO rows in a CSV; the epoch table's columns stay apart."
-    from fastai_context.vae import VAEBatchLogger, VAEProgress
+    from fastai_context.vae import LatentMeans, VAEBatchLogger, VAEProgress
     from fastai_context.vae.callbacks import BATCH_COLUMNS, _fmt
     set_seed(0)
     titles = datasets.song_titles()[:300]
@@ -211,7 +211,7 @@ def test_batch_logger_and_readable_table(tmp_path):
         warnings.simplefilter("ignore")
         dls = SentenceDataLoaders.from_texts(titles, bs=32, seed=0, max_len=12)
     learn = vae_learner(dls, z_dim=4, emb_sz=16, hidden_sz=16, kl_schedule="logistic", kl_k=0.5, kl_x0=4,
-                        path=tmp_path, cbs=VAEBatchLogger())
+                        path=tmp_path, cbs=[VAEBatchLogger(), LatentMeans()])
     assert isinstance(learn.progress, VAEProgress)
     with learn.no_bar(), learn.no_logging():
         learn.fit(2, 1e-3)
@@ -222,6 +222,8 @@ def test_batch_logger_and_readable_table(tmp_path):
     assert rows[0]["beta"] < 0.2 < 0.8 < rows[-1]["beta"]                # the logistic schedule, batch by batch
     assert all(r["elbo"] == pytest.approx(r["rec"] + r["kl"], abs=2e-4) for r in rows)
     assert len(_fmt(118.6356162195051)) + 2 <= 10                         # fits an 8-character column + 2 spaces
+    mu = torch.load(tmp_path / "latents" / "epoch_1.pt")                   # the validation sentences' means
+    assert mu.shape == (len(dls.valid.sentences), 4) and (tmp_path / "latents" / "epoch_0.pt").exists()
 
 
 def test_bfloat16_training_on_the_cpu_stays_close_to_float32():
