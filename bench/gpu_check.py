@@ -61,6 +61,19 @@ def check(name: str, ok: bool, detail: str, failures: list) -> None:
         failures.append(name)
 
 
+def fp32_and_fp16(name, make_learner, count_tokens, args, failures):
+    "Train a fresh learner in fp32 then with `to_fp16()`: finite losses, close to each other. Returns the fp16 learner."
+    res = {}
+    for fp16 in (False, True):
+        learn, loss, tok_s, losses = train(make_learner, args.batches, fp16, count_tokens, 3e-3)
+        res[fp16] = loss
+        check(f"{name} {'fp16' if fp16 else 'fp32'} losses finite", all(math.isfinite(v) for v in losses),
+              f"last-tenth mean loss {loss:.3f}, {tok_s:,.0f} tokens/s", failures)
+    check(f"{name} fp16 close to fp32", abs(res[True] - res[False]) <= args.rel_tol * res[False],
+          f"{res[True]:.3f} vs {res[False]:.3f}", failures)
+    return learn
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batches", type=int, default=300, help="training batches per model and precision")
@@ -79,16 +92,7 @@ def main(argv=None) -> int:
     pad = lm_dls.vocab.index("xxpad") if "xxpad" in lm_dls.vocab else -1
     lm_tokens = lambda x: int((x != pad).sum())
     print("context LM (AWD-LSTM with energy):", flush=True)
-    res = {}
-    for fp16 in (False, True):
-        learn, loss, tok_s, losses = train(lambda: context_language_model_learner(lm_dls), args.batches, fp16,
-                                           lm_tokens, 3e-3)
-        res[fp16] = loss
-        tag = "fp16" if fp16 else "fp32"
-        check(f"LM {tag} losses finite", all(math.isfinite(v) for v in losses),
-              f"last-tenth mean loss {loss:.3f}, {tok_s:,.0f} tokens/s", failures)
-    check("LM fp16 close to fp32", abs(res[True] - res[False]) <= args.rel_tol * res[False],
-          f"{res[True]:.3f} vs {res[False]:.3f}", failures)
+    learn = fp32_and_fp16("LM", lambda: context_language_model_learner(lm_dls), lm_tokens, args, failures)
     text = learn.generate({"energy": 0.9}, n_words=20, n_samples=4, seed=0)
     check("LM generate on the device", len(text) == 4 and all(isinstance(t, str) and t for t in text),
           repr(text[0][:60]), failures)
@@ -98,16 +102,8 @@ def main(argv=None) -> int:
     vpad = vae_dls.vocab.index("xxpad")
     vae_tokens = lambda x: int((x != vpad).sum()) + len(x)
     print("sentence VAE (LSTM 256, z 32):", flush=True)
-    for fp16 in (False, True):
-        learn, loss, tok_s, losses = train(lambda: vae_learner(vae_dls, z_dim=32, kl_schedule="cyclical",
-                                                               kl_warmup=100, free_bits=0.1), args.batches, fp16,
-                                           vae_tokens, 3e-3)
-        res[fp16] = loss
-        tag = "fp16" if fp16 else "fp32"
-        check(f"VAE {tag} losses finite", all(math.isfinite(v) for v in losses),
-              f"last-tenth mean loss {loss:.3f}, {tok_s:,.0f} tokens/s", failures)
-    check("VAE fp16 close to fp32", abs(res[True] - res[False]) <= args.rel_tol * res[False],
-          f"{res[True]:.3f} vs {res[False]:.3f}", failures)
+    learn = fp32_and_fp16("VAE", lambda: vae_learner(vae_dls, z_dim=32, kl_schedule="cyclical", kl_warmup=100,
+                                                     free_bits=0.1), vae_tokens, args, failures)
     check("VAE parameters on the device", next(learn.model.parameters()).is_cuda, "cuda", failures)
     iw = learn.iw_nll(vae_dls.valid.new(vae_dls.valid.sentences[:256]), n_samples=50)
     check("VAE iw_nll on the device", math.isfinite(iw["nll"]) and iw["nll"] <= iw["elbo"] + 1e-3,

@@ -3,7 +3,7 @@ its data are, a notebook runner and a local HTTP server."""
 import threading
 import time
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 #: The project's root (the folder holding `fastai_context/` and `nbs/`).
@@ -42,3 +42,46 @@ def local_server(handler):
         stop.set()
         thread.join(5)
         server.server_close()
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """What the fake web services of the tests share: quiet logs, a JSON answer, and answers that
+    trickle (one byte every 0.5 s, bounded to about 20 s if the client never hangs up)."""
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, status: int, headers: dict, body: bytes) -> None:
+        try:
+            self.send_response(status)
+            for k, v in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:           # the client gave up and hung up
+            pass
+
+    def trickle_body(self, body: bytes) -> None:
+        "Headers at once, then the body one byte every 0.5 s."
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(min(len(body), 40)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            pass
+
+    def trickle_headers(self) -> None:
+        "The status line, then a header one byte every 0.5 s, never finished."
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(36):
+                self.wfile.write(b"z")
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            pass

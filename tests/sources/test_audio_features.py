@@ -7,13 +7,12 @@ import sqlite3
 import time
 import urllib.parse
 import warnings
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import local_server
+from tests.helpers import JSONHandler, local_server
 from fastai_context import datasets
 from fastai_context.audio_features import (AUDIO_FEATURES, FileFeatures, SpotifyFeatures, SpotifyFeaturesError,
                                            SpotifyForbiddenError, SpotifyRateLimitError, add_audio_features,
@@ -70,37 +69,12 @@ class FakeSpotify:
 
 
 def _handler(fake: FakeSpotify):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
+    class Handler(JSONHandler):
         def _reply(self, endpoint, query):
             answer = fake.answer(endpoint, query, self.headers)
             if answer == "trickle":
-                return self._trickle(b'{"audio_features": []}' + b" " * 20)
-            status, headers, body = answer
-            try:
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:          # the client timed out and hung up
-                pass
-
-        def _trickle(self, body):
-            "Headers, then one byte of the body every 0.5 s (bounded: about 20 s unless the client hangs up)."
-            try:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                for i in range(len(body)):
-                    self.wfile.write(body[i:i + 1])
-                    self.wfile.flush()
-                    time.sleep(0.5)
-            except OSError:
-                pass
+                return self.trickle_body(b'{"audio_features": []}' + b" " * 20)
+            self.send_json(*answer)
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))

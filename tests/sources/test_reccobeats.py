@@ -5,13 +5,12 @@ import json
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import local_server
+from tests.helpers import JSONHandler, local_server
 from fastai_context import FileFeatures, ReccoBeatsError, ReccoBeatsFeatures, ReccoBeatsRateLimitError, datasets
 from fastai_context import add_audio_features, parse_review_title
 from fastai_context.sources.reccobeats import RECCOBEATS_FEATURES
@@ -42,55 +41,20 @@ class FakeReccoBeats:
 
 
 def _handler(fake: FakeReccoBeats):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
+    class Handler(JSONHandler):
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
             ids = dict(urllib.parse.parse_qsl(url.query)).get("ids", "").split(",")
             if url.path != "/v1/audio-features":
-                return self._send(404, {}, b'{"error": "not found"}')
+                return self.send_json(404, {}, b'{"error": "not found"}')
             fake.requests.append(ids)
             answer = fake.answer(ids)
             if answer == TRICKLE:
-                return self._trickle(b'{"content": []}' + b" " * 20)
+                return self.trickle_body(b'{"content": []}' + b" " * 20)
             if answer == TRICKLE_HEADERS:
-                return self._trickle_headers()
+                return self.trickle_headers()
             status, headers, body = answer
-            self._send(status, headers, body if isinstance(body, bytes) else json.dumps(body).encode())
-
-        def _send(self, status, headers, body):
-            try:
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:           # the client gave up and hung up
-                pass
-
-        def _trickle(self, body):
-            try:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                for i in range(len(body)):              # bounded: about 18 s at most, if nobody hangs up
-                    self.wfile.write(body[i:i + 1])
-                    self.wfile.flush()
-                    time.sleep(0.5)
-            except OSError:
-                pass
-        def _trickle_headers(self):
-            try:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                for _ in range(36):                     # bounded: about 18 s at most, if nobody hangs up
-                    self.wfile.write(b"z")
-                    self.wfile.flush()
-                    time.sleep(0.5)
-            except OSError:
-                pass
+            self.send_json(status, headers, body if isinstance(body, bytes) else json.dumps(body).encode())
     return Handler
 
 
