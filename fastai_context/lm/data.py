@@ -86,10 +86,6 @@ class TokenDocuments(Sequence):
             raise ValueError(f"document lengths add up to {n} tokens but the token array holds {len(tokens)}")
 
     @property
-    def starts(self) -> np.ndarray:
-        return self.ends - self.lens
-
-    @property
     def n_tokens(self) -> int:
         return len(self.tokens)
 
