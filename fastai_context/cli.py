@@ -31,7 +31,8 @@ from fastai.torch_core import rank_distrib
 
 from .workflow.checkpoint import CheckpointError, NonFiniteLossError
 from .workflow.distributed import check_launch
-from .workflow.recipes import COMMANDS, Command, new_or_empty_run_dir, resume, start
+from .workflow.commands import Command, new_or_empty_run_dir
+from .workflow.recipes import COMMANDS, resume, start
 from .workflow.runs import PACKAGED_CONFIGS, ConfigError, load_config, make_run_dir, packaged_configs
 from .workflow.sweep import grid_sweep, optuna_sweep, parse_grid
 

@@ -1,3 +1,4 @@
 """Running experiments: `runs` (configs, run folders, locks), `checkpoint` (exact resume),
-`distributed` (data-parallel training), `sweep` (grid and optuna), `recipes` (train-lm, generate,
-wordclouds, train-vae, homotopy as Python functions; `fastai_context.cli` is their parser)."""
+`distributed` (data-parallel training), `sweep` (grid and optuna), `commands` (what a recipe is,
+and its run-folder lifecycle) and `recipes` (train-lm, generate, wordclouds, train-vae, homotopy
+as Python functions; `fastai_context.cli` is their parser)."""

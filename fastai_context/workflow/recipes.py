@@ -17,85 +17,36 @@ through `RunFolder` (`generate` reads the model's text column and held-out docum
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import random
-import shutil
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from fastai.callback.progress import CSVLogger
 from fastai.data.transforms import RandomSplitter
 from fastai.learner import load_learner
-from fastai.torch_core import num_distrib, rank_distrib, set_seed
+from fastai.torch_core import rank_distrib, set_seed
 
 from .. import datasets
 from ..analysis import controllability, distinctive_words, plot_word_clouds, word_counts
-from .checkpoint import Checkpoint, RaiseOnNaNCallback
 from ..context import ContextEncoder, check_columns
 from ..lm.data import ContextTextDataLoaders
-from .distributed import distrib_ctx
 from ..lm.learner import context_language_model_learner
 from ..lm.model import context_lm_config
-from .runs import (CONFIG_NAME, LOCK_NAME, ConfigError, RunFolder, RunLock, atomic_path, clean_stale_temporaries,
-                   load_config, make_run_dir, read_config, save_config)
 from ..vae import SentenceDataLoaders, vae_learner
+from .checkpoint import Checkpoint, RaiseOnNaNCallback
+from .commands import (COMMON, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, Command, at_least, echo,
+                       existing_path, finite, one_of, run_new, run_resumed)
+from .distributed import distrib_ctx
+from .runs import ConfigError, RunFolder, atomic_path, read_config
 
 __all__ = ["train_lm", "generate", "wordclouds", "train_vae", "homotopy", "start", "resume", "COMMANDS", "Command",
            "RunFolder"]
 
-
-@dataclass
-class Command:
-    "A recipe: its options (key -> (default, help)), its checks, and the function that runs it in a run folder."
-    name: str
-    help: str
-    options: dict[str, tuple[Any, str]]
-    run: Callable[..., None]                               # (cfg, RunFolder[, resume]) -> None
-    resumable: bool = False
-    inputs: dict[str, str] = field(default_factory=dict)   # path keys -> what they name, checked before running
-    builtin_data: tuple[str, ...] = ()                     # `data` values naming a built-in data set, not a path
-    limits: dict[str, tuple[Callable[[Any], bool], str]] = field(default_factory=dict)  # key -> (test, what it needs)
-    check_data: Callable[[dict], None] | None = None       # reads the data and checks its columns
-
-    def check_inputs(self, cfg: Mapping) -> None:
-        "Fail before creating a run folder if an input path is missing."
-        for key, what in self.inputs.items():
-            if not (key == "data" and cfg[key] in self.builtin_data):
-                _existing_path(cfg, key, what)
-
-    def check_value(self, key: str, value: Any) -> None:
-        "Refuse a value outside the range `limits` gives for `key` (`epochs=0`, `lr=nan`, `valid_pct=1.5`)."
-        if key in self.limits:
-            ok, what = self.limits[key]
-            values = value if isinstance(value, (list, tuple)) else [value]
-            if not values or not all(ok(v) for v in values):
-                raise ConfigError(f"config key {key!r}: must be {what}, got {value!r}")
-
-    def check(self, cfg: Mapping, skip: Sequence[str] = ()) -> None:
-        """Every check that needs no run folder: ranges, then input paths, then the data's columns
-        (a sweep `skip`s the keys it varies: their values are checked one by one)."""
-        for key in self.limits:
-            if key in cfg and key not in skip:
-                self.check_value(key, cfg[key])
-        if not set(self.inputs) & set(skip):
-            self.check_inputs(cfg)
-        if self.check_data is not None and not {"data", "text_col", "context_cols"} & set(skip):
-            self.check_data(cfg)
-
-    @property
-    def defaults(self) -> dict[str, Any]:
-        return {k: d for k, (d, _) in self.options.items()}
-
-
-COMMON = {"seed": (42, "random seed: data split, shuffling, initial weights, sampling")}
 
 LM_DATA = {
     "data": ("spotify", "'spotify' (the TidyTuesday Spotify tracks, from $FASTAI_CONTEXT_DATA or the checksummed "
@@ -108,42 +59,7 @@ LM_DATA = {
 }
 
 
-# ------------------------------------------------------------------------------------ limits
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _at_least(n: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _finite(v) and v >= n), f"at least {n}"
-
-
-def _one_of(*names: str) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v in names), f"one of {list(names)}"
-
-
-POSITIVE = ((lambda v: _finite(v) and v > 0), "a finite number above 0")
-NON_NEGATIVE = ((lambda v: _finite(v) and v >= 0), "a finite number, 0 or more")
-FRACTION = ((lambda v: _finite(v) and 0 < v < 1), "a fraction strictly between 0 and 1")
-PROBABILITY = ((lambda v: _finite(v) and 0 <= v <= 1), "between 0 and 1")
-SEED = ((lambda v: isinstance(v, int) and 0 <= v < 2 ** 32), "an integer from 0 to 2**32 - 1")
-
 # --------------------------------------------------------------------------------------- helpers
-def _echo(*args) -> None:
-    "Print on rank 0 only (all ranks run the same command under torchrun)."
-    if rank_distrib() == 0:
-        print(*args, flush=True)
-
-
-def _existing_path(cfg: Mapping, key: str, what: str) -> Path:
-    value = cfg[key]
-    if not value:
-        raise ConfigError(f"config key {key!r} is required: the path of {what}")
-    p = Path(value).expanduser()
-    if not p.exists():
-        raise ConfigError(f"config key {key!r}: {what} {value!r} not found")
-    return p
-
-
 def _read_documents(cfg: Mapping) -> pd.DataFrame:
     "The documents of `cfg['data']` with a text, checked to hold the text and context columns."
     readers = {"spotify": lambda: datasets.spotify_tracks(dedupe=True), "lyrics": lambda: datasets.billboard_lyrics()}
@@ -168,7 +84,7 @@ def _read_documents(cfg: Mapping) -> pd.DataFrame:
 
 def _load_model(cfg: Mapping, key: str = "model"):
     "A learner exported by `train-lm`/`train-vae`: `model` is its run folder or the `.pkl` itself."
-    p = _existing_path(cfg, key, "trained model (a run folder or its model.pkl)")
+    p = existing_path(cfg, key, "trained model (a run folder or its model.pkl)")
     if p.is_dir():
         p = RunFolder(p).model_file
         if not p.exists():
@@ -242,10 +158,10 @@ TRAIN_LM = {
 
 VALID_COL = "is_valid"
 
-LM_LIMITS = {"n_docs": _at_least(0), "valid_pct": FRACTION, "min_freq": _at_least(1), "seed": SEED}
-TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": _at_least(1), "seq_len": _at_least(1), "emb_sz": _at_least(1),
-                   "n_hid": _at_least(1), "n_layers": _at_least(1), "drop_mult": NON_NEGATIVE, "epochs": _at_least(1),
-                   "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": _at_least(0)}
+LM_LIMITS = {"n_docs": at_least(0), "valid_pct": FRACTION, "min_freq": at_least(1), "seed": SEED}
+TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": at_least(1), "seq_len": at_least(1), "emb_sz": at_least(1),
+                   "n_hid": at_least(1), "n_layers": at_least(1), "drop_mult": NON_NEGATIVE, "epochs": at_least(1),
+                   "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": at_least(0)}
 
 
 def check_lm_data(cfg: Mapping) -> None:
@@ -268,7 +184,7 @@ def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
     arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"])
     learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run.path, model_dir=".",
                                            context_dropout=cfg["context_dropout"])
-    _echo(f"{len(df)} documents, vocabulary of {len(dls.vocab)}, context {dls.context_encoder.feature_names}")
+    echo(f"{len(df)} documents, vocabulary of {len(dls.vocab)}, context {dls.context_encoder.feature_names}")
     _fit(learn, cfg, run, resume)
     if rank_distrib():
         return
@@ -282,8 +198,8 @@ def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
         with atomic_path(run.context_gain_file) as tmp:      # gains, bootstrap CIs and p-values
             gain.table.to_csv(tmp)
         keys = [k for k in ("true", "shuffled", "shuffled_within", "mean") if k in ppl]
-        _echo(f"validation perplexity with {' / '.join(keys)} context: " + " / ".join(f"{ppl[k]:.2f}" for k in keys))
-        _echo(str(gain))
+        echo(f"validation perplexity with {' / '.join(keys)} context: " + " / ".join(f"{ppl[k]:.2f}" for k in keys))
+        echo(str(gain))
     if cfg["sample_words"]:
         enc, col = dls.context_encoder, cfg["context_cols"][0]
         base = enc.decode(enc.mean_context())
@@ -294,7 +210,7 @@ def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
                  for text in learn.generate({**base, col: v}, cfg["sample_words"], n_samples=cfg["n_sample_texts"],
                                             seed=cfg["seed"], no_bar=True)]
         _write_text(run.samples_file, "\n\n".join(lines) + "\n")
-        _echo("\n".join(lines))
+        echo("\n".join(lines))
 
 
 # -------------------------------------------------------------------------------------- generate
@@ -326,10 +242,10 @@ def _plain(ctx: Mapping) -> dict:
     return {k: v.item() if hasattr(v, "item") else v for k, v in ctx.items()}
 
 
-GENERATE_LIMITS = {"values": (_finite, "finite numbers"), "n_words": _at_least(1), "n_samples": _at_least(1),
-                   "temperature": POSITIVE, "top_k": _at_least(0),
-                   "top_p": ((lambda v: _finite(v) and 0 < v <= 1), "above 0 and at most 1"),
-                   "controllability_words": _at_least(0), "seed": SEED}
+GENERATE_LIMITS = {"values": (finite, "finite numbers"), "n_words": at_least(1), "n_samples": at_least(1),
+                   "temperature": POSITIVE, "top_k": at_least(0),
+                   "top_p": ((lambda v: finite(v) and 0 < v <= 1), "above 0 and at most 1"),
+                   "controllability_words": at_least(0), "seed": SEED}
 
 
 def _generate(cfg: dict, run: RunFolder) -> None:
@@ -354,7 +270,7 @@ def _generate(cfg: dict, run: RunFolder) -> None:
         path = run.sample_file(_value_name(cfg["feature"], v))
         _write_text(path, "\n\n".join(texts) + "\n")
         manifest["samples"].append({"value": v, "context": _plain(ctx), "file": path.name})
-        _echo(f"{cfg['feature']}={v}: {len(texts)} samples of {per_sample} words -> {path}\n  {texts[0][:300]}")
+        echo(f"{cfg['feature']}={v}: {len(texts)} samples of {per_sample} words -> {path}\n  {texts[0][:300]}")
     _write_json(run.manifest_file, manifest)       # wordclouds reads the context of each file from here
     if cfg["controllability_words"] and cfg["feature"] in enc.numeric and len(cfg["values"]) > 1:
         model = RunFolder(Path(cfg["model"]) if Path(cfg["model"]).is_dir() else Path(cfg["model"]).parent)
@@ -369,7 +285,7 @@ def _generate(cfg: dict, run: RunFolder) -> None:
                                    guidance=g, no_bar=True, **sample_kw)
                    for g in sorted({1.0, float(cfg["guidance"])})]
         _write_text(run.controllability_file, "\n\n".join(map(str, reports)) + "\n")
-        _echo("\n\n".join(map(str, reports)))
+        echo("\n\n".join(map(str, reports)))
 
 
 # ------------------------------------------------------------------------------------ wordclouds
@@ -381,7 +297,7 @@ WORDCLOUDS = {
 }
 
 
-WORDCLOUDS_LIMITS = {"top": _at_least(1), "width": _at_least(1), "height": _at_least(1)}
+WORDCLOUDS_LIMITS = {"top": at_least(1), "width": at_least(1), "height": at_least(1)}
 
 
 def _samples_of(folder: Path) -> tuple[str, list[tuple[Any, Path]]]:
@@ -404,7 +320,7 @@ def _samples_of(folder: Path) -> tuple[str, list[tuple[Any, Path]]]:
 
 
 def _wordclouds(cfg: dict, run: RunFolder) -> None:
-    folder = _existing_path(cfg, "samples", "generate run folder")
+    folder = existing_path(cfg, "samples", "generate run folder")
     feature, samples = _samples_of(folder)
     if len(samples) < 2:
         raise ConfigError(f"config key 'samples': {str(folder)!r} needs at least two files in samples/ "
@@ -418,7 +334,7 @@ def _wordclouds(cfg: dict, run: RunFolder) -> None:
     table = distinctive_words(counts[names[0]], counts[names[1]], top=cfg["top"], names=tuple(names))
     with atomic_path(run.distinctive_words_file) as tmp:
         table.to_csv(tmp)
-    _echo(f"word clouds -> {run.wordclouds_file}\n"
+    echo(f"word clouds -> {run.wordclouds_file}\n"
           f"distinctive words, {names[0]} vs {names[1]}:\n{table.to_string(float_format=lambda v: f'{v:.3g}')}")
 
 
@@ -460,11 +376,11 @@ TRAIN_VAE = {
 }
 
 
-TRAIN_VAE_LIMITS = {"n_docs": _at_least(0), "valid_pct": FRACTION, "min_freq": _at_least(1), "max_len": _at_least(1),
-                    "bs": _at_least(1), "z_dim": _at_least(1), "emb_sz": _at_least(1), "hidden_sz": _at_least(1),
-                    "cell": _one_of("lstm", "gru"), "word_dropout": PROBABILITY, "free_bits": NON_NEGATIVE,
-                    "kl_schedule": _one_of("constant", "linear", "logistic", "cyclical"), "kl_warmup": NON_NEGATIVE,
-                    "epochs": _at_least(1), "lr": POSITIVE, "wd": NON_NEGATIVE, "n_samples": _at_least(0),
+TRAIN_VAE_LIMITS = {"n_docs": at_least(0), "valid_pct": FRACTION, "min_freq": at_least(1), "max_len": at_least(1),
+                    "bs": at_least(1), "z_dim": at_least(1), "emb_sz": at_least(1), "hidden_sz": at_least(1),
+                    "cell": one_of("lstm", "gru"), "word_dropout": PROBABILITY, "free_bits": NON_NEGATIVE,
+                    "kl_schedule": one_of("constant", "linear", "logistic", "cyclical"), "kl_warmup": NON_NEGATIVE,
+                    "epochs": at_least(1), "lr": POSITIVE, "wd": NON_NEGATIVE, "n_samples": at_least(0),
                     "seed": SEED}
 
 
@@ -474,7 +390,7 @@ def _train_vae(cfg: dict, run: RunFolder, resume: bool = False) -> None:
     elif cfg["data"] == "spotify":
         texts = datasets.spotify_tracks(dedupe=True)["track_name"].dropna().tolist()
     else:
-        texts = [ln.strip() for ln in _read_text(_existing_path(cfg, "data", "text file"), "data").splitlines()]
+        texts = [ln.strip() for ln in _read_text(existing_path(cfg, "data", "text file"), "data").splitlines()]
         texts = [t for t in texts if t]
     if cfg["n_docs"]:
         texts = random.Random(cfg["seed"]).sample(texts, min(cfg["n_docs"], len(texts)))
@@ -485,7 +401,7 @@ def _train_vae(cfg: dict, run: RunFolder, resume: bool = False) -> None:
                         word_dropout=cfg["word_dropout"], emb_dropout=cfg["emb_dropout"], free_bits=cfg["free_bits"],
                         kl_schedule=cfg["kl_schedule"],
                         kl_warmup=cfg["kl_warmup"], path=run.path, model_dir=".")
-    _echo(f"{len(texts)} sentences, vocabulary of {len(dls.vocab)}")
+    echo(f"{len(texts)} sentences, vocabulary of {len(dls.vocab)}")
     _fit(learn, cfg, run, resume)
     if rank_distrib():
         return
@@ -493,7 +409,7 @@ def _train_vae(cfg: dict, run: RunFolder, resume: bool = False) -> None:
     if cfg["n_samples"]:
         samples = learn.sample(cfg["n_samples"], seed=cfg["seed"])
         _write_text(run.samples_file, "\n".join(samples) + "\n")
-        _echo("samples from the prior:\n  " + "\n  ".join(samples))
+        echo("samples from the prior:\n  " + "\n  ".join(samples))
 
 
 # -------------------------------------------------------------------------------------- homotopy
@@ -506,7 +422,7 @@ HOMOTOPY = {
 }
 
 
-HOMOTOPY_LIMITS = {"steps": _at_least(1), "method": _one_of("lerp", "slerp")}
+HOMOTOPY_LIMITS = {"steps": at_least(1), "method": one_of("lerp", "slerp")}
 
 
 def _homotopy(cfg: dict, run: RunFolder) -> None:
@@ -516,7 +432,7 @@ def _homotopy(cfg: dict, run: RunFolder) -> None:
     learn = _load_model(cfg)
     path = learn.homotopy(cfg["s0"], cfg["s1"], steps=cfg["steps"], method=cfg["method"])
     _write_text(run.homotopy_file, str(path) + "\n")
-    _echo(str(path))
+    echo(str(path))
 
 
 # ------------------------------------------------------------------------------ the commands
@@ -533,63 +449,6 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             inputs={"model": "trained model (a train-vae run folder or its model.pkl)"}, limits=HOMOTOPY_LIMITS),
 ]}
 
-def _shared_run_dir(command: str, run_dir: str | None) -> tuple[Path, bool]:
-    """Create the run folder on rank 0 and tell the other ranks its name; also whether this
-    command made it (a given empty folder is used, not made)."""
-    def make() -> tuple[Path, bool]:
-        return (make_run_dir(command), True) if run_dir is None else new_or_empty_run_dir(Path(run_dir))
-    if num_distrib() <= 1:
-        return make()
-    from accelerate import PartialState      # fastai.distributed's dependency
-    PartialState(cpu=not torch.cuda.is_available())                 # starts the process group
-    made = [make() if rank_distrib() == 0 else None]
-    torch.distributed.broadcast_object_list(made, src=0)
-    return made[0]
-
-
-def new_or_empty_run_dir(path: Path) -> tuple[Path, bool]:
-    "`path` as a run folder: made if missing, refused if a file or not empty; also whether it was made."
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--run-dir {str(path)!r} is a file, not a folder")
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"--run-dir {str(path)!r} is not empty: choose a new folder, or continue it with --resume")
-    made = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
-    return path, made
-
-
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    "Hold the run folder's lock file (rank 0: it alone writes the shared files) while the block runs."
-    with RunLock(run_dir) if rank_distrib() == 0 else contextlib.nullcontext():
-        yield
-
-
-def _produced_nothing(run_dir: Path) -> bool:
-    "Nothing in the folder but the config, the lock and a history without any epoch row."
-    for p in run_dir.rglob("*"):
-        if p.is_dir() or p.name in (CONFIG_NAME, LOCK_NAME):
-            continue
-        if p.name == "history.csv" and not any(ln.split(",", 1)[0].isdigit() for ln in p.read_text().splitlines()):
-            continue
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _removed_if_failed(run_dir: Path, made: bool) -> Iterator[None]:
-    "A new run that fails before it produced anything leaves no folder behind (so --run-dir can be reused)."
-    try:
-        yield
-    except BaseException:
-        if rank_distrib() == 0 and run_dir.is_dir() and _produced_nothing(run_dir):
-            for p in sorted(run_dir.iterdir()):
-                if p.name != LOCK_NAME:          # the lock goes when the block holding it ends
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-            if made:                             # a given empty folder stays, empty
-                shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
 
 def start(command: str, config: str | Path | Mapping | None = None, overrides: Sequence[str] = (),
           run_dir: str | Path | None = None, **values) -> RunFolder:
@@ -597,45 +456,14 @@ def start(command: str, config: str | Path | Mapping | None = None, overrides: S
     new or empty; default `runs/<command>-<date>-<time>`), locked while the recipe writes to it.
     `config` is a YAML/JSON file, a packaged config's name or a mapping; `overrides` are `key=value`
     strings (the command line's), `values` Python values; later ones win."""
-    cmd = _command(command)
-    cfg = load_config(config, overrides, cmd.defaults, command=cmd.name, values=values)
-    cmd.check(cfg)
-    path, made = _shared_run_dir(cmd.name, None if run_dir is None else os.fspath(run_dir))
-    run = RunFolder(path.resolve())
-    with _locked(run.path), _removed_if_failed(run.path, made):
-        if rank_distrib() == 0:
-            save_config(run.path, cfg, cmd.name)
-        _echo(f"{cmd.name}: writing to {run.path}")
-        cmd.run(cfg, run)
-    return run
+    return run_new(_command(command), config, overrides, run_dir, values)
 
 
 def resume(command: str, run_dir: str | Path, name: str = "run_dir") -> RunFolder:
     """Continue a `command` run from its last checkpoint: with its folder locked, check its command,
     config and checkpoint (the training code then checks the checkpoint against the data) before
     anything is written. `name` is what the errors call `run_dir` (the CLI's `--resume`)."""
-    cmd = _command(command)
-    if not cmd.resumable:
-        raise ConfigError(f"{cmd.name} runs cannot be resumed: only train-lm and train-vae train")
-    given = os.fspath(run_dir)
-    run = RunFolder(Path(given).resolve())
-    if not run.path.is_dir():
-        raise ConfigError(f"{name} {given!r}: no such run folder")
-    with _locked(run.path):
-        saved = read_config(run.path)[0]
-        if saved != cmd.name:
-            raise ConfigError(f"{given!r} is a {saved} run, not {cmd.name}")
-        cfg = load_config(run.config_file, [], cmd.defaults, command=cmd.name)
-        cmd.check(cfg)
-        ckpt = Checkpoint(run.path)
-        if not (ckpt.file.exists() or ckpt.prev_file.exists()):
-            raise ConfigError(f"no checkpoint in {str(run.path)!r} (it was deleted, or the run stopped before its "
-                              "first epoch ended): start a new run")
-        if rank_distrib() == 0:
-            clean_stale_temporaries(run.path)       # left by a kill during a write
-        _echo(f"resuming {run.path}")
-        cmd.run(cfg, run, resume=True)
-    return run
+    return run_resumed(_command(command), run_dir, name)
 
 
 def _command(name: str) -> Command:
