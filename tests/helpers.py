@@ -6,6 +6,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from torch import nn
+
 #: The project's root (the folder holding `fastai_context/` and `nbs/`).
 ROOT = Path(__file__).resolve().parents[1]
 #: The real data, `../shared/data` beside the project unless FASTAI_CONTEXT_DATA says otherwise.
@@ -85,3 +87,20 @@ class JSONHandler(BaseHTTPRequestHandler):
                 time.sleep(0.5)
         except OSError:
             pass
+
+
+class TinyContextLM(nn.Module):
+    "Embedding + projected context -> dropout -> stateful LSTM, like the real model in miniature."
+    def __init__(self, vocab_sz: int, n_context: int, emb: int = 16, hid: int = 32):
+        super().__init__()
+        self.emb, self.ctx = nn.Embedding(vocab_sz, emb), nn.Linear(n_context, emb)
+        self.drop, self.rnn, self.out = nn.Dropout(0.3), nn.LSTM(emb, hid, batch_first=True), nn.Linear(hid, vocab_sz)
+        self.hidden = None
+
+    def reset(self):
+        self.hidden = None
+
+    def forward(self, x, ctx):
+        h, hidden = self.rnn(self.drop(self.emb(x) + self.ctx(ctx)), self.hidden)
+        self.hidden = tuple(t.detach() for t in hidden)
+        return self.out(h)

@@ -20,27 +20,13 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.text.models.awdlstm import AWD_LSTM
 from fastai.text.models.core import get_language_model
 from fastai.torch_core import set_seed
-from torch import nn
 
 from fastai_context import ContextEncoder, ContextTextDataLoaders, SentenceDataLoaders, context_language_model_learner
 from fastai_context.workflow.checkpoint import (Checkpoint, CheckpointError, NonFiniteLossError, RaiseOnNaNCallback,
-                                       load_checkpoint)
+                                                load_checkpoint)
+from tests.helpers import TinyContextLM
 
 EPOCHS = 2
-
-
-class TinyLM(nn.Module):
-    "Embedding + projected context -> LSTM: the shape of the real model, in miniature."
-    def __init__(self, vocab_sz: int, n_context: int, emb: int = 8, hid: int = 16):
-        super().__init__()
-        self.emb, self.ctx = nn.Embedding(vocab_sz, emb), nn.Linear(n_context, emb)
-        self.rnn, self.out = nn.LSTM(emb, hid, batch_first=True), nn.Linear(hid, vocab_sz)
-
-    def reset(self):
-        pass
-
-    def forward(self, x, ctx):
-        return self.out(self.rnn(self.emb(x) + self.ctx(ctx))[0])
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +39,8 @@ def learner(df, path, cbs=(), **dls_kw):
     set_seed(0)
     dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", bs=8, seq_len=12, seed=0, min_freq=1,
                                          device="cpu", **dls_kw)
-    return Learner(dls, TinyLM(len(dls.vocab), dls.context_encoder.n_features), loss_func=CrossEntropyLossFlat(),
+    model = TinyContextLM(len(dls.vocab), dls.context_encoder.n_features, emb=8, hid=16)
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(),
                    path=path, cbs=[ModelResetter(), *cbs])
 
 

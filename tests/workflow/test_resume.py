@@ -9,30 +9,12 @@ from fastai.callback.rnn import ModelResetter
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.torch_core import set_seed
-from torch import nn
 
 from fastai_context import ContextTextDataLoaders
 from fastai_context.workflow.checkpoint import Checkpoint, load_checkpoint
-from tests.helpers import ROOT
+from tests.helpers import ROOT, TinyContextLM
 
 EPOCHS = 3
-
-
-class TinyContextLM(nn.Module):
-    "Embedding + projected context -> dropout -> stateful LSTM, like the real model in miniature."
-    def __init__(self, vocab_sz: int, n_context: int, emb: int = 16, hid: int = 32):
-        super().__init__()
-        self.emb, self.ctx = nn.Embedding(vocab_sz, emb), nn.Linear(n_context, emb)
-        self.drop, self.rnn, self.out = nn.Dropout(0.3), nn.LSTM(emb, hid, batch_first=True), nn.Linear(hid, vocab_sz)
-        self.hidden = None
-
-    def reset(self):
-        self.hidden = None
-
-    def forward(self, x, ctx):
-        h, hidden = self.rnn(self.drop(self.emb(x) + self.ctx(ctx)), self.hidden)
-        self.hidden = tuple(t.detach() for t in hidden)
-        return self.out(h)
 
 
 class Interrupt(Exception):
