@@ -29,6 +29,7 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastcore.xtras import load_pickle
 from fastprogress.fastprogress import progress_bar
+from torch.nn.utils.rnn import pad_sequence
 
 from ..workflow.checkpoint import RaiseOnNaNCallback
 from .data import ContextLanguageModelLoader
@@ -211,9 +212,9 @@ class ContextLMLearner(LMLearner):
         nll, n = 0., 0
         for i in range(0, len(docs), 64):        # documents of similar length in one batch would be faster;
             batch = docs[i:i + 64]               # padding + a mask is simplest and exact
-            width = max(len(d) for d in batch)
-            ids = torch.tensor([d + [d[-1]] * (width - len(d)) for d in batch], device=device)
-            mask = torch.tensor([[t < len(d) - 1 for t in range(width - 1)] for d in batch], device=device)
+            lens = torch.tensor([len(d) for d in batch], device=device)                        # (n_docs,)
+            ids = pad_sequence([torch.tensor(d, device=device) for d in batch], batch_first=True)  # (n_docs, width)
+            mask = torch.arange(ids.shape[1] - 1, device=device) < (lens - 1)[:, None]         # (n_docs, width - 1)
             sampler = ContextLSTMSampler(self.model, row.to(device).repeat(len(batch), 1))
             tok_nll = sampler.score(ids)                            # (n_docs, width - 1)
             nll += float(tok_nll[mask].sum())

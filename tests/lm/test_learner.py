@@ -1,4 +1,6 @@
 """ContextLMLearner on the real Spotify tracks and on a corpus where the context decides the words."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -335,3 +337,13 @@ def test_context_dropout_replaces_whole_documents_by_the_mean_in_training_only(c
     assert torch.equal(dls.train.context, original)          # restored after fitting
     with pytest.raises(ValueError, match="p=1.5"):
         ContextDropout(1.5)
+
+
+def test_text_perplexity_pads_documents_of_different_lengths_exactly(context_decides):
+    "Scoring texts together (padded to the longest) equals scoring each alone, token-weighted."
+    learn = context_decides
+    texts = ["xxbos " + " ".join(HIGH[:2]), "xxbos " + " ".join(LOW * 3), "xxbos " + " ".join(HIGH * 2 + LOW)]
+    n = [len(learn._tokenize(t)) - 1 for t in texts]
+    alone = [math.log(learn.text_perplexity(t, context={"energy": 1.0})) for t in texts]
+    together = math.log(learn.text_perplexity(texts, context={"energy": 1.0}))
+    assert together == pytest.approx(sum(a * k for a, k in zip(alone, n)) / sum(n), rel=1e-5)
