@@ -9,7 +9,8 @@ import numpy as np
 from fastai.text.core import BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, defaults
 
 __all__ = ["SPECIAL_TOKENS", "BOS", "EOS", "PAD", "UNK", "FLD", "TK_MAJ", "TK_UP", "TK_REP", "TK_WREP",
-           "GENERATED_SPECIAL_TOKENS", "is_blank_doc", "never_drawn", "TextCodec", "vocab_of", "flat_ids"]
+           "GENERATED_SPECIAL_TOKENS", "is_blank_doc", "never_drawn", "decode_spec_tokens", "TextCodec", "vocab_of",
+           "flat_ids"]
 
 #: fastai's special tokens (xxunk, xxpad, xxbos, xxeos, xxfld, xxrep, xxwrep, xxup, xxmaj).
 SPECIAL_TOKENS: tuple[str, ...] = tuple(defaults.text_spec_tok)
@@ -138,12 +139,11 @@ class TextCodec:
 
     # ------------------------------------------------------------------- decoding
     def decode(self, ids: Iterable[int], doc_sep: str | None = None, decoder=None) -> str:
-        """Ids to readable text with fastai's `decode_spec_tokens` rules (`xxmaj word` -> `Word`,
-        `xxup word` -> `WORD`, `xxrep 3 a` -> `aaa`), padding dropped. A case or repetition marker with
-        nothing to act on (before a special token, or at the end) is dropped, so no `Xxbos`-like word
-        is ever made. With `end='xxeos'` decoding stops at the first `xxeos`; `xxbos` separates
-        documents, joined by `doc_sep` (default: a space; fastai's `predict` drops the boundary)."""
-        from fastai.text.learner import decode_spec_tokens
+        """Ids to readable text with fastai's rules (`xxmaj word` -> `Word`, `xxup word` -> `WORD`,
+        `xxrep 3 a` -> `aaa`, `xxwrep 3 oh` -> `oh oh oh`; see `decode_spec_tokens`), padding dropped.
+        With `end='xxeos'` decoding stops at the first `xxeos`; `xxbos` separates documents, joined by
+        `doc_sep` (default: a space; fastai's `predict` drops the boundary). `decoder` replaces
+        `decode_spec_tokens` (it gets each document's tokens)."""
         vocab, decoder = self._need_vocab(), decode_spec_tokens if decoder is None else decoder
         docs, cur = [], []
         for i in ids:
@@ -156,7 +156,7 @@ class TextCodec:
             elif tok != PAD:
                 cur.append(tok)
         sep = self.sep
-        docs = [sep.join(decoder(_drop_dangling_markers(d))) for d in docs + [cur] if d]
+        docs = [sep.join(decoder(d)) for d in docs + [cur] if d]
         return (sep if doc_sep is None else doc_sep).join(d for d in docs if d)
 
     def never_drawn(self, no_unk: bool = True) -> list[int]:
@@ -178,10 +178,43 @@ class TextCodec:
         return f"{type(self).__name__}({n}, end={self.end!r})"
 
 
-def _drop_dangling_markers(toks: list[str]) -> list[str]:
-    """Drop a case/repetition marker (`xxmaj`, `xxup`, `xxrep`, `xxwrep`) that is followed by another
-    special token or by nothing: fastai's `decode_spec_tokens` would capitalize the special token
-    into a word such as `Xxbos`."""
-    specials = set(SPECIAL_TOKENS)
-    return [t for t, nxt in zip(toks, toks[1:] + [None])
-            if not (t in GENERATED_SPECIAL_TOKENS and (nxt is None or nxt in specials))]
+def _cased_word(tokens: Sequence[str], j: int) -> tuple[str, int] | None:
+    "The word at `tokens[j]` with its case marker (if any) applied, and the position after it; None if none."
+    if j >= len(tokens):
+        return None
+    t = tokens[j]
+    if t in (TK_MAJ, TK_UP):
+        w = tokens[j + 1] if j + 1 < len(tokens) else None
+        if w is None or w in SPECIAL_TOKENS:
+            return None
+        return (w[:1].upper() + w[1:].lower() if t == TK_MAJ else w.upper()), j + 2
+    return None if t in SPECIAL_TOKENS else (t, j + 1)
+
+
+def decode_spec_tokens(tokens: Sequence[str]) -> list[str]:
+    """fastai's `decode_spec_tokens` (undo `xxmaj`, `xxup`, `xxrep n c`, `xxwrep n w`), with two
+    fixes: a repetition applies to its one word (fastai's keeps repeating every later word, so
+    `xxwrep 3 oh i love` came out `oh oh oh i i i love love love`), and a marker with nothing to
+    act on (before another special token, or at the end) is dropped rather than turning the
+    special token into a word such as `Xxbos`. Markers nest as fastai writes them:
+    `xxwrep 3 xxmaj oh` is `Oh Oh Oh`."""
+    out, i, n = [], 0, len(tokens)
+    while i < n:
+        t = tokens[i]
+        if t in (TK_REP, TK_WREP):
+            word = _cased_word(tokens, i + 2) if i + 1 < n and tokens[i + 1].isdigit() else None
+            if word is not None:
+                k = int(tokens[i + 1])
+                out.extend([word[0] * k] if t == TK_REP else [word[0]] * k)
+                i = word[1]
+            else:
+                i += 1                       # a marker with nothing to repeat
+        elif t in (TK_MAJ, TK_UP):
+            word = _cased_word(tokens, i)
+            if word is not None:
+                out.append(word[0])
+            i = word[1] if word is not None else i + 1
+        else:
+            out.append(t)
+            i += 1
+    return out

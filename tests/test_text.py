@@ -2,6 +2,7 @@
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fastai.learner import load_learner
@@ -103,3 +104,22 @@ def test_vae_loaders_carry_the_codec(tracks):
     x = dls.valid.one_batch()[0]
     shown = list(dls.valid.show_batch(show=False, max_n=len(x)).sentence)
     assert [dls.codec.decode(r) for r in x] == shown and not [s for s in shown if "xxbos" in s or "xxpad" in s]
+
+
+def test_decode_spec_tokens_repeats_one_word_and_drops_dangling_markers():
+    from fastai_context.text import decode_spec_tokens
+    toks = "xxwrep 4 oh , i xxrep 3 ! xxmaj baby xxup come back xxwrep 3 xxmaj hey now xxmaj".split()
+    assert decode_spec_tokens(toks) == ["oh"] * 4 + [",", "i", "!!!", "Baby", "COME", "back"] + ["Hey"] * 3 + ["now"]
+    assert decode_spec_tokens(["xxmaj", "xxbos", "love", "xxup"]) == ["xxbos", "love"]
+
+
+def test_codec_round_trip_of_repeated_words(tracks):
+    "What fastai's tokenizer writes, the codec reads back: each word once, repeats as sung (fastai lowercases a lone I)."
+    from fastai_context import ContextTextDataLoaders
+    df = tracks.dropna(subset=["track_name"]).sample(300, random_state=0)[["track_name", "energy"]]
+    df = pd.concat([df, pd.DataFrame({"track_name": ["Oh oh oh oh, I love you so much!!! Baby come back"],
+                                      "energy": [0.5]})], ignore_index=True)
+    dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", bs=4, seq_len=8, seed=0, min_freq=1)
+    text = dls.codec.decode(dls.codec.encode("Oh oh oh oh, I love you so much!!! Baby come back"))
+    assert text.split() == ["Oh", "oh", "oh", "oh", ",", "i", "love", "you", "so", "much", "!!!", "Baby", "come",
+                            "back"]

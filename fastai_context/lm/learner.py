@@ -23,7 +23,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
-from fastai.text.learner import LMLearner, clean_raw_keys, decode_spec_tokens, match_embeds
+from fastai.text.learner import LMLearner, clean_raw_keys, match_embeds
 from fastai.text.models.awdlstm import awd_lstm_lm_config
 from fastcore.foundation import L
 from fastcore.meta import delegates
@@ -120,7 +120,7 @@ class ContextLMLearner(LMLearner):
             ids = ids[1:]
         return ids
 
-    def _decode(self, ids: Sequence[int], decoder=decode_spec_tokens, doc_sep: str | None = None) -> str:
+    def _decode(self, ids: Sequence[int], decoder=None, doc_sep: str | None = None) -> str:
         """fastai's `predict` decoding (`TextCodec.decode`): drop `xxbos`/`xxpad`, apply the
         capitalization/repetition rules, never leave a marker dangling before a special token."""
         return self.codec.decode(ids, doc_sep=doc_sep, decoder=decoder)
@@ -165,7 +165,7 @@ class ContextLMLearner(LMLearner):
     def generate(self, context: Mapping | None = None, n_words: int = 100, n_samples: int = 1,
                  temperature: float = 1., top_k: int | None = None, top_p: float | None = None, start: str = BOS,
                  seed: int | None = None, no_unk: bool = True, no_bar: bool = False, doc_sep: str | None = None,
-                 decoder=decode_spec_tokens, guidance: float = 1., negative: Mapping | None = None) -> list[str]:
+                 decoder=None, guidance: float = 1., negative: Mapping | None = None) -> list[str]:
         """Sample `n_samples` texts of `n_words` tokens after `start`, all at `context`
         (e.g. `{'energy': 1.0}`; None: the training mean, like `predict`), as one batch with the LSTM
         state carried forward: the cost is linear in `n_words`. Reproducible with `seed`. Returns
@@ -184,7 +184,7 @@ class ContextLMLearner(LMLearner):
         return [self._decode(row, decoder, doc_sep) for row in ids]
 
     def predict(self, text: str, n_words: int = 1, no_unk: bool = True, temperature: float = 1.,
-                min_p: float | None = None, no_bar: bool = False, decoder=decode_spec_tokens,
+                min_p: float | None = None, no_bar: bool = False, decoder=None,
                 context: Mapping | None = None, seed: int | None = None, guidance: float = 1.,
                 negative: Mapping | None = None) -> str:
         """fastai's `LMLearner.predict` at a `context` (a mapping feature -> value, encoded by
