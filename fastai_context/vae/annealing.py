@@ -15,6 +15,11 @@ __all__ = ["SCHEDULES", "kl_beta", "KLAnnealing"]
 SCHEDULES = ("constant", "linear", "logistic", "cyclical")
 
 
+def _sigmoid(x: float) -> float:
+    "1 / (1 + e^-x) without overflow for a steep schedule far from its midpoint."
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
 def kl_beta(schedule: str, step: int, warmup: int, ratio: float = 0.5, beta_max: float = 1.0,
             k: float | None = None, x0: float | None = None) -> float:
     """beta after `step` training batches.
@@ -36,7 +41,7 @@ def kl_beta(schedule: str, step: int, warmup: int, ratio: float = 0.5, beta_max:
     if (k is not None or x0 is not None) and schedule != "logistic":
         raise ValueError(f"kl_k and kl_x0 shape the 'logistic' schedule, not {schedule!r}")
     if schedule == "logistic" and k is not None and x0 is not None:
-        return beta_max / (1.0 + math.exp(-k * (step - x0)))
+        return beta_max * _sigmoid(k * (step - x0))
     if warmup <= 0:
         raise ValueError(f"kl_warmup={warmup} must be a positive number of steps for schedule {schedule!r}")
     if schedule == "linear":
@@ -44,7 +49,7 @@ def kl_beta(schedule: str, step: int, warmup: int, ratio: float = 0.5, beta_max:
     if schedule == "logistic":
         k = 10.0 / warmup if k is None else k
         x0 = warmup / 2 if x0 is None else x0
-        return beta_max / (1.0 + math.exp(-k * (step - x0)))
+        return beta_max * _sigmoid(k * (step - x0))
     if not 0 < ratio <= 1:
         raise ValueError(f"kl_ratio={ratio} must be in (0, 1]")
     tau = (step % warmup) / warmup

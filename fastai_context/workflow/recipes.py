@@ -28,16 +28,16 @@ from typing import Any
 import pandas as pd
 from fastai.callback.progress import CSVLogger
 from fastai.data.transforms import RandomSplitter
-from fastai.learner import load_learner
+from fastai.learner import Learner, load_learner
 from fastai.torch_core import rank_distrib, set_seed
 
 from .. import datasets
 from ..analysis import controllability, distinctive_words, plot_word_clouds, word_counts
 from ..context import ContextEncoder, check_columns
 from ..lm.data import ContextTextDataLoaders
-from ..lm.learner import context_language_model_learner
+from ..lm.learner import ContextLMLearner, context_language_model_learner
 from ..lm.model import context_lm_config
-from ..vae import SentenceDataLoaders, vae_learner
+from ..vae import SentenceDataLoaders, VAELearner, vae_learner
 from .checkpoint import Checkpoint, RaiseOnNaNCallback
 from .commands import (COMMON, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, Command, at_least, echo,
                        existing_path, finite, one_of, run_new, run_resumed)
@@ -82,8 +82,8 @@ def _read_documents(cfg: Mapping) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _load_model(cfg: Mapping, key: str = "model"):
-    "A learner exported by `train-lm`/`train-vae`: `model` is its run folder or the `.pkl` itself."
+def _load_model(cfg: Mapping, key: str = "model", kind: type = Learner, made_by: str = "train-lm/train-vae"):
+    "A learner of class `kind` exported by `made_by`: `model` is its run folder or the `.pkl` itself."
     p = existing_path(cfg, key, "trained model (a run folder or its model.pkl)")
     if p.is_dir():
         p = RunFolder(p).model_file
@@ -92,10 +92,14 @@ def _load_model(cfg: Mapping, key: str = "model"):
     with warnings.catch_warnings():       # the user named this file: fastai's pickle warning adds nothing
         warnings.simplefilter("ignore", UserWarning)
         try:
-            return load_learner(p)
+            learn = load_learner(p)
         except Exception as e:            # unpickling errors of a damaged or foreign file come in many types
-            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by train-lm/train-vae, or it "
+            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by {made_by}, or it "
                               f"is damaged ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+    if not isinstance(learn, kind):
+        raise ConfigError(f"config key {key!r}: {str(p)!r} holds a {type(learn).__name__}; this command needs a "
+                          f"model exported by {made_by}")
+    return learn
 
 
 def _read_text(path: Path, key: str) -> str:
@@ -249,7 +253,7 @@ GENERATE_LIMITS = {"values": (finite, "finite numbers"), "n_words": at_least(1),
 
 
 def _generate(cfg: dict, run: RunFolder) -> None:
-    learn = _load_model(cfg)
+    learn = _load_model(cfg, kind=ContextLMLearner, made_by="train-lm")
     enc = learn.dls.context_encoder
     if cfg["feature"] not in enc.columns:
         raise ConfigError(f"config key 'feature': {cfg['feature']!r} is not a context column of this model; "
@@ -429,7 +433,7 @@ def _homotopy(cfg: dict, run: RunFolder) -> None:
     for key in ("s0", "s1"):
         if not cfg[key].strip():
             raise ConfigError(f"config key {key!r} is required: a sentence, e.g. {key}='i want to hold your hand'")
-    learn = _load_model(cfg)
+    learn = _load_model(cfg, kind=VAELearner, made_by="train-vae")
     path = learn.homotopy(cfg["s0"], cfg["s1"], steps=cfg["steps"], method=cfg["method"])
     _write_text(run.homotopy_file, str(path) + "\n")
     echo(str(path))

@@ -84,3 +84,17 @@ def test_run_folder_reads_nothing_it_lacks(tmp_path):
         run.config
     with pytest.raises(ConfigError, match="holds no valid.csv"):
         run.valid()
+
+
+def test_a_model_of_the_other_kind_is_refused_by_name(tmp_path):
+    "homotopy on a train-lm run: a ConfigError naming the key, not fastai forwarding a missing method."
+    lm = recipes.train_lm("tiny-lm", run_dir=tmp_path / "lm", epochs=1, n_docs=200, perplexity=False, sample_words=0)
+    with pytest.raises(ConfigError, match="'model'.*ContextLMLearner.*train-vae"):
+        recipes.homotopy(model=lm, s0="i love you", s1="you love me", run_dir=tmp_path / "h")
+    assert not (tmp_path / "h").exists()
+
+
+def test_a_steep_logistic_kl_schedule_does_not_overflow():
+    from fastai_context import kl_beta
+    assert kl_beta("logistic", 0, 1000, k=1.0, x0=1000) == 0.0
+    assert kl_beta("logistic", 5000, 1000, k=1.0, x0=1000) == 1.0
