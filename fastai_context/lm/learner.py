@@ -319,8 +319,7 @@ class ContextLMLearner(LMLearner):
         with no gain; its floor is 1 / (n_boot + 1)). Arguments as in `context_perplexity`."""
         if not 0 < ci < 1:
             raise ValueError(f"ci={ci} must be in (0, 1)")
-        if n_boot < 1:
-            raise ValueError(f"n_boot={n_boot} must be >= 1")
+        _check_counts(n_boot=n_boot)
         dl = self.dls.valid if dl is None else dl
         doc = {}
         for k, ctx in self._context_variants(dl, seed, within, features).items():
@@ -468,7 +467,7 @@ def context_language_model_learner(dls, arch=ContextAWD_LSTM, config: Mapping | 
 def _check_counts(**counts) -> None:
     "`n_words`, `n_samples`...: whole numbers (n_samples >= 1, the others >= 0), with an error naming the argument."
     for name, v in counts.items():
-        low = 1 if name == "n_samples" else 0
+        low = 1 if name in ("n_samples", "n_boot") else 0
         if isinstance(v, bool) or not isinstance(v, Integral) or v < low:
             raise ValueError(f"{name}={v!r} must be a whole number >= {low}")
 

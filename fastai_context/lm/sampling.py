@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 from fastprogress.fastprogress import progress_bar
@@ -136,6 +136,10 @@ class ContextLSTMSampler:
         return torch.stack(out, dim=1) if out else prompt.new_zeros(prompt.shape[0], 0)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 1., top_k: int | None = None, top_p: float | None = None,
                 min_p: float | None = None, banned: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row of `logits` `(n, vocab)`.
@@ -143,8 +147,11 @@ def sample_next(logits: torch.Tensor, temperature: float = 1., top_k: int | None
     `temperature` scales the logits; `top_k` keeps the k likeliest tokens; `top_p` keeps the
     smallest set whose probability reaches `top_p` (nucleus sampling); `min_p` drops tokens
     below that probability (fastai's `predict`); `banned` tokens are never drawn."""
-    if not temperature > 0 or not math.isfinite(temperature):    # also NaN, which compares False to everything
-        raise ValueError(f"temperature={temperature} must be a finite number > 0")
+    if not _is_number(temperature) or not temperature > 0 or not math.isfinite(temperature):   # NaN: False to all
+        raise ValueError(f"temperature={temperature!r} must be a finite number > 0")
+    for name, v in (("top_k", top_k), ("top_p", top_p), ("min_p", min_p)):
+        if v is not None and not (_is_number(v) and (name != "top_k" or isinstance(v, Integral))):
+            raise ValueError(f"{name}={v!r} must be {'a whole number' if name == 'top_k' else 'a number'} or None")
     logits = logits.float() / temperature
     if banned:
         logits[:, list(banned)] = -float("inf")

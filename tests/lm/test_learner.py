@@ -347,3 +347,15 @@ def test_text_perplexity_pads_documents_of_different_lengths_exactly(context_dec
     alone = [math.log(learn.text_perplexity(t, context={"energy": 1.0})) for t in texts]
     together = math.log(learn.text_perplexity(texts, context={"energy": 1.0}))
     assert together == pytest.approx(sum(a * k for a, k in zip(alone, n)) / sum(n), rel=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=2.5), dict(top_k="5"), dict(temperature="1"), dict(top_p="0.9")])
+def test_sampling_arguments_of_the_wrong_type_are_named(context_decides, kw):
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=name):
+        context_decides.generate({"energy": 1.0}, n_words=3, no_bar=True, **kw)
+
+
+def test_context_gain_refuses_a_fractional_n_boot_before_any_work(context_decides):
+    with pytest.raises(ValueError, match="n_boot=1.5"):
+        context_decides.context_gain(n_boot=1.5)
