@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .audio_features import normalize_artist, normalize_title
-from .context import check_columns
+from .sources.titles import normalize_artist, normalize_title
+from .context import check_columns, first_rows
 from .workflow.runs import atomic_path
 
 __all__ = ["DATA_ENV", "Remote", "REMOTES", "data_dir", "get_path", "download",
@@ -137,6 +137,15 @@ def get_path(name: str) -> Path:
                             "or pass the file's path to the reader")
 
 
+def _read_csv(path, what: str, hint: str = "") -> pd.DataFrame:
+    "A CSV table, with an error naming the file when it is not one (e.g. an .rda original passed by mistake)."
+    try:
+        return pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path} is not a {what} CSV table ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
+                         f"{hint}") from None
+
+
 def _require_columns(df: pd.DataFrame, columns: list[str], path, what: str) -> None:
     "A `ValueError` naming the file and the missing columns (`context.check_columns`) if a reader got the wrong file."
     try:
@@ -149,7 +158,7 @@ def spotify_tracks(path: str | Path | None = None, dedupe: bool = False) -> pd.D
     """The TidyTuesday 2020-01-21 Spotify tracks table (32,833 rows; `energy`, `valence`, ...,
     `track_name`, `playlist_genre`). `dedupe=True` keeps one row per `track_id`."""
     path = path or get_path("spotify_songs")
-    df = pd.read_csv(path)
+    df = _read_csv(path, "TidyTuesday Spotify tracks")
     _require_columns(df, ["track_id", "track_name", "track_artist", "energy"], path, "TidyTuesday Spotify tracks")
     return df.drop_duplicates("track_id").reset_index(drop=True) if dedupe else df
 
@@ -217,9 +226,12 @@ def billboard_lyrics(path: str | Path | None = None, clean: bool = True) -> pd.D
     from .sources.lyrics import clean_lyrics
     if path is None:
         path = _billboard_path()
-    df = pd.read_csv(path)
+    df = _read_csv(path, "Billboard lyrics", "; for the R originals (.rda) use build_billboard_lyrics")
     _require_columns(df, BILLBOARD_COLUMNS, path, "Billboard lyrics")
     df = df[BILLBOARD_COLUMNS].copy()
+    blank = df.index[df["lyrics"].isna()]
+    if len(blank):
+        raise ValueError(f"{path}: column 'lyrics' is empty in rows {first_rows(blank)}; drop those rows")
     df["rank"] = _year_end_rank(df)
     if clean:
         df["lyrics"] = df["lyrics"].map(clean_lyrics)
@@ -313,7 +325,7 @@ def build_billboard_lyrics(lyrics_rda: str | Path, spotify_rda: str | Path, hot1
     songs in the same order, with their rank).
 
     Each song with lyrics is joined to the Spotify tracks of the same year whose title has the same
-    matching key (`audio_features.normalize_title`, after dropping bracketed parts and ' - ' suffixes;
+    matching key (`sources.titles.normalize_title`, after dropping bracketed parts and ' - ' suffixes;
     failing that, the full title's key), and kept only if the artists agree (`normalize_artist`: one
     credit's words all in the other's, 'the'/'and' aside), which rejects the karaoke and cover tracks
     Spotify's search sometimes returned. Songs with fewer than `min_words` words of lyrics

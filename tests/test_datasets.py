@@ -5,6 +5,7 @@ import shutil
 import stat
 import urllib.error
 
+import pandas as pd
 import pytest
 
 from fastai_context import datasets
@@ -202,3 +203,13 @@ def test_line_breaks_are_tokens_for_fastai(billboard):
     toks = tokenize1(song, WordTokenizer())
     assert toks.count("\n") == song.count("\n") == 23 and not any(t.strip() == "" and t != "\n" for t in toks)
     assert "\n" not in word_counts([song], stopwords=None)                         # word clouds ignore them
+
+
+def test_billboard_lyrics_names_a_file_that_is_not_its_csv(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="lyrics.rda is not a Billboard lyrics CSV.*build_billboard_lyrics"):
+        datasets.billboard_lyrics(data_dir / "lyrics" / "lyrics.rda")
+    df = pd.read_csv(data_dir / "lyrics" / "billboard_lyrics_spotify_1960_2016.csv.gz", nrows=5)
+    df.loc[3, "lyrics"] = None
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match=r"'lyrics' is empty in rows \[3\]"):
+        datasets.billboard_lyrics(tmp_path / "t.csv")
