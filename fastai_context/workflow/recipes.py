@@ -94,7 +94,7 @@ def _load_model(cfg: Mapping, key: str = "model", kind: type = Learner, made_by:
         try:
             learn = load_learner(p)
         except Exception as e:            # unpickling errors of a damaged or foreign file come in many types
-            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by {made_by}, or it "
+            raise ConfigError(f"config key {key!r}: {str(p)!r} is not a model exported by train-lm/train-vae, or it "
                               f"is damaged ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     if not isinstance(learn, kind):
         raise ConfigError(f"config key {key!r}: {str(p)!r} holds a {type(learn).__name__}; this command needs a "
@@ -262,6 +262,13 @@ def _generate(cfg: dict, run: RunFolder) -> None:
     unknown = [k for k in cfg["context"] if k not in enc.columns]
     if unknown:
         raise ConfigError(f"config key 'context': {unknown} are not context columns of this model ({enc.columns})")
+    # checked before any sample is drawn: the report needs the held-out texts train-lm saved beside model.pkl
+    report = cfg["controllability_words"] and cfg["feature"] in enc.numeric and len(cfg["values"]) > 1
+    model = RunFolder(Path(cfg["model"]) if Path(cfg["model"]).is_dir() else Path(cfg["model"]).parent)
+    if report and not model.valid_file.exists():
+        raise ConfigError(f"config key 'controllability_words': the report needs the held-out texts that train-lm "
+                          f"saves as {RunFolder.VALID} beside model.pkl, and {str(model.path)!r} has none; "
+                          "set controllability_words=0")
     sample_kw = dict(temperature=cfg["temperature"], top_k=cfg["top_k"] or None,
                      top_p=cfg["top_p"] if cfg["top_p"] < 1 else None)
     run.samples_dir.mkdir(exist_ok=True)
@@ -276,12 +283,7 @@ def _generate(cfg: dict, run: RunFolder) -> None:
         manifest["samples"].append({"value": v, "context": _plain(ctx), "file": path.name})
         echo(f"{cfg['feature']}={v}: {len(texts)} samples of {per_sample} words -> {path}\n  {texts[0][:300]}")
     _write_json(run.manifest_file, manifest)       # wordclouds reads the context of each file from here
-    if cfg["controllability_words"] and cfg["feature"] in enc.numeric and len(cfg["values"]) > 1:
-        model = RunFolder(Path(cfg["model"]) if Path(cfg["model"]).is_dir() else Path(cfg["model"]).parent)
-        if not model.valid_file.exists():
-            raise ConfigError(f"config key 'controllability_words': the report needs the held-out texts that train-lm "
-                              f"saves as {RunFolder.VALID} beside model.pkl, and {str(model.path)!r} has none; "
-                              "set controllability_words=0")
+    if report:
         real, text_col = model.valid(), model.text_col
         reports = [controllability(learn, cfg["feature"], values=sorted(cfg["values"]), seed=cfg["seed"],
                                    n_words=cfg["controllability_words"], context=cfg["context"] or None,
