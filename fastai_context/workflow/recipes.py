@@ -56,6 +56,7 @@ LM_DATA = {
     "n_docs": (0, "use a random sample of this many documents (0: all)"),
     "valid_pct": (0.1, "fraction of documents held out for validation"),
     "min_freq": (2, "minimum count of a token to enter the vocabulary"),
+    "fill": ("", "missing numeric context: '' refuses it, 'mean', 'zero' or 'drop' (the rows)"),
 }
 
 
@@ -162,7 +163,8 @@ TRAIN_LM = {
 
 VALID_COL = "is_valid"
 
-LM_LIMITS = {"n_docs": at_least(0), "valid_pct": FRACTION, "min_freq": at_least(1), "seed": SEED}
+LM_LIMITS = {"n_docs": at_least(0), "valid_pct": FRACTION, "min_freq": at_least(1), "seed": SEED,
+             "fill": one_of("", "mean", "zero", "drop")}
 TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": at_least(1), "seq_len": at_least(1), "emb_sz": at_least(1),
                    "n_hid": at_least(1), "n_layers": at_least(1), "drop_mult": NON_NEGATIVE, "epochs": at_least(1),
                    "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": at_least(0)}
@@ -172,9 +174,17 @@ def check_lm_data(cfg: Mapping) -> None:
     "The documents hold the text and context columns, and the context encodes (numbers are numbers...)."
     df = _read_documents(cfg)
     try:
-        ContextEncoder.fit(df, cfg["context_cols"])
+        enc = ContextEncoder.fit(df, cfg["context_cols"], fill=cfg["fill"] or None)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config key 'context_cols': {e}") from None
+    if cfg["within"] and cfg["within"] not in df.columns:
+        raise ConfigError(f"config key 'within': {cfg['within']!r} is not a column of the data; it has {list(df.columns)}")
+    col = cfg["context_cols"][0]
+    for v in cfg["sample_values"]:         # what the samples after training will be drawn at
+        try:
+            enc.encode({**enc.decode(enc.mean_context()), col: float(v) if col in enc.numeric else v})
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"config key 'sample_values': {v!r} is not a value of {col!r} ({e})") from None
 
 
 def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
@@ -184,7 +194,8 @@ def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
     set_seed(cfg["seed"])
     dls = ContextTextDataLoaders.from_df(df, cfg["text_col"], cfg["context_cols"], valid_col=VALID_COL,
                                          bs=cfg["bs"], seq_len=cfg["seq_len"], seed=cfg["seed"],
-                                         min_freq=cfg["min_freq"], shuffle_seed=cfg["seed"], path=run.path)
+                                         min_freq=cfg["min_freq"], shuffle_seed=cfg["seed"], path=run.path,
+                                         fill=cfg["fill"] or None)
     arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"])
     learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run.path, model_dir=".",
                                            context_dropout=cfg["context_dropout"])

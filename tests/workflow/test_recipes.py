@@ -98,3 +98,18 @@ def test_a_steep_logistic_kl_schedule_does_not_overflow():
     from fastai_context import kl_beta
     assert kl_beta("logistic", 0, 1000, k=1.0, x0=1000) == 0.0
     assert kl_beta("logistic", 5000, 1000, k=1.0, x0=1000) == 1.0
+
+
+def test_train_lm_checks_sample_values_within_and_takes_fill_before_training(tmp_path, tracks):
+    for kw, key in ((dict(sample_values=["high"]), "sample_values"), (dict(within="decadez"), "within")):
+        with pytest.raises(ConfigError, match=f"config key '{key}'"):
+            recipes.train_lm("tiny-lm", run_dir=tmp_path / key, n_docs=100, **kw)
+        assert not (tmp_path / key).exists()
+    df = tracks.dropna(subset=["track_name"]).sample(200, random_state=0)[["track_name", "energy"]].copy()
+    df.loc[df.index[:3], "energy"] = None
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ConfigError, match="fill"):
+        recipes.train_lm("tiny-lm", run_dir=tmp_path / "nofill", data=str(tmp_path / "t.csv"))
+    run = recipes.train_lm("tiny-lm", run_dir=tmp_path / "fill", data=str(tmp_path / "t.csv"), fill="mean",
+                           epochs=1, perplexity=False, sample_words=0)
+    assert run.model_file.exists()
