@@ -384,10 +384,13 @@ def _generation_context(encoder, feature: str, context: Mapping[str, Any] | None
     return context
 
 
+_DOC_BOUNDARY = re.compile(rf"(?:^|\s){BOS}(?=\s|$)")     # where the model began a new document
+
+
 def _documents(sample: str) -> list[str]:
     """The documents of a generated sample, split where the model began a new one (`xxbos`). The
     last one was cut off by the sample's end: it is dropped unless it is the only one."""
-    pieces = [p.strip() for p in re.split(rf"(?:^|\s){BOS}(?=\s|$)", sample)]
+    pieces = [p.strip() for p in _DOC_BOUNDARY.split(sample)]
     pieces = pieces[:-1] if len(pieces) > 1 else pieces
     return [p for p in pieces if _bag_of_words(p)]
 
@@ -473,7 +476,7 @@ def controllability(learn, feature: str, values: Sequence[float] = (0.1, 0.5, 0.
         # Mean length as tokens per document boundary drawn (a renewal estimate): the documents a
         # stream finishes are biased short when streams are shorter than real documents.
         for t in texts:
-            pieces = re.split(rf"(?:^|\s){BOS}(?=\s|$)", t)
+            pieces = _DOC_BOUNDARY.split(t)
             n_starts += len(pieces) - 1
             n_tokens += sum(len(_text_tokens(p)) for p in pieces)
         pred = np.asarray(regressor.predict(docs), dtype=float)

@@ -372,7 +372,6 @@ class ContextLanguageModelLoader(LMDataLoader):
         """`samps` are this worker's item indices, whole batches at a time. Without worker processes,
         `group` consecutive batches are gathered at once and cut into batches (same layout)."""
         group = 1 if self.fake_l.num_workers else self.group
-        span = None
         bs, span, samps = self.bs, None, iter(samps)
         every_row = list(range(bs))
         while chunk := list(islice(samps, bs)):

@@ -24,6 +24,12 @@ __all__ = ["VAEBatchLogger", "VAEProgress", "CPUMixedPrecision", "LatentMeans", 
 BATCH_COLUMNS = ("iter", "epoch", "rec", "kl", "beta", "elbo", "loss")
 
 
+def _epoch_of(line: str) -> int | None:
+    "The epoch of a whole `batches.csv` row; None for a row a kill cut short."
+    parts = line.split(",")
+    return int(parts[1]) if len(parts) == len(BATCH_COLUMNS) and parts[1].isdigit() else None
+
+
 class VAEBatchLogger(Callback):
     """After every training batch, append `iter, epoch, rec, kl, beta, elbo, loss` to `fname`
     (relative to `learn.path`) and, if the learner has a `TensorBoardCallback`, write them as
@@ -47,11 +53,10 @@ class VAEBatchLogger(Callback):
             return
         start = getattr(getattr(self.learn, "checkpoint", None), "start_epoch", 0)
         lines = self.file.read_text().splitlines() if self.file.exists() else []
-        if lines and lines[0] == ",".join(BATCH_COLUMNS):     # keep the completed epochs' rows
-            lines = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[1]) < start]
+        if lines and lines[0] == ",".join(BATCH_COLUMNS):     # keep the completed epochs' whole rows
+            lines = lines[:1] + [ln for ln in lines[1:] if _epoch_of(ln) is not None and _epoch_of(ln) < start]
         else:
             lines = [",".join(BATCH_COLUMNS)]
-        self.file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.file) as tmp:       # a kill while trimming keeps the old rows, never half of them
             tmp.write_text("\n".join(lines) + "\n")
 
@@ -104,7 +109,7 @@ class LatentMeans(Callback):
             self.mus.append(last["mu"].float().cpu())
 
     def after_validate(self):
-        if rank_distrib() or not self.mus or hasattr(self.learn, "lr_finder"):
+        if rank_distrib() or not self.mus or in_lr_find(self.learn):
             return
         out = Path(self.learn.path) / self.folder
         out.mkdir(parents=True, exist_ok=True)

@@ -261,9 +261,6 @@ class VAELearner(Learner):
         if n_samples < 1:
             raise ValueError(f"n_samples={n_samples} must be >= 1")
         dl = self.dls.valid if dl is None else dl
-        if hasattr(dl, "__len__") and len(dl) == 0:
-            raise ValueError("iw_nll: the loader has no sentences to score (is it empty, or were all sentences "
-                             "dropped?)")
         self.model.eval()
         gen = torch.Generator(self._device).manual_seed(seed) if seed is not None else None
         pad = self.dls.vocab.index(PAD)

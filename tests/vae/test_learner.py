@@ -273,3 +273,16 @@ def test_batch_logger_drops_the_redone_epochs_rows_on_resume(tmp_path):
         if cbs:                                              # stopped during epoch 2, after 1 or 2 rows of it
             assert epochs[:2 * n] == [0] * n + [1] * n and set(epochs[2 * n:]) == {2} and len(epochs) < 3 * n
     assert epochs == [0] * n + [1] * n + [2] * n                # epoch 2's partial rows were dropped, then redone
+
+
+def test_batch_logger_resume_drops_a_row_a_kill_cut_short(tmp_path):
+    "A kill while appending leaves half a row; resuming keeps the whole rows of finished epochs only."
+    from types import SimpleNamespace
+
+    from fastai_context.vae.callbacks import BATCH_COLUMNS, VAEBatchLogger
+    rows = [",".join(BATCH_COLUMNS), "0,0,1,2,0.1,3,3", "1,0,1,2,0.1,3,3", "2,1,1,2,0.1,3,3", "3,1"]
+    (tmp_path / "batches.csv").write_text("\n".join(rows) + "\n")
+    cb = VAEBatchLogger()
+    cb.learn = SimpleNamespace(path=tmp_path, checkpoint=SimpleNamespace(start_epoch=2))
+    cb.before_fit()
+    assert (tmp_path / "batches.csv").read_text().splitlines() == rows[:4]
