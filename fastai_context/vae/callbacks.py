@@ -144,8 +144,8 @@ class CPUMixedPrecision(MixedPrecision):
         super().__init__(amp_mode, **kwargs)
 
     def before_fit(self):
+        super().before_fit()            # fastai's checks (precision, bf16 support) and its scaler settings
         device_type = next(self.model.parameters()).device.type           # where the model computes
         dtype = torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
-        self.kwargs["enabled"] = dtype == torch.float16          # bfloat16 has float32's range: no scaling
         self.autocast = torch.autocast(device_type, dtype=dtype)
-        self.learn.scaler, self.scales = torch.amp.GradScaler(device_type, **self.kwargs), []
+        self.learn.scaler = torch.amp.GradScaler(device_type, **self.kwargs)
