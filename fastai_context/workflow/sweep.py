@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from .runs import ConfigError, atomic_path, parse_value
+from .runs import ConfigError, RunFolder, atomic_path, parse_value
 
 __all__ = ["parse_grid", "run_job", "grid_sweep", "optuna_sweep", "summarize"]
 
@@ -79,10 +79,7 @@ def run_job(command: str, config: str | None, overrides: Sequence[str], params: 
 
 
 def _last_epoch(run_dir: Path) -> dict:
-    f = run_dir / "history.csv"
-    if not f.exists():
-        return {"epochs": 0}
-    hist = pd.read_csv(f)
+    hist = RunFolder(run_dir).history
     return {"epochs": len(hist), **(hist.drop(columns=["epoch", "time"], errors="ignore").iloc[-1].to_dict()
                                     if len(hist) else {})}
 
