@@ -12,13 +12,15 @@ energies shuffled across all songs, shuffled within the song's decade, and the t
 with a paired bootstrap over songs (CI and one-sided p-value). Results go to DIR/<variant>.json and
 each trained learner to DIR/<variant>.pkl (for `bench/energy_control.py`).
 
-Variants (see `context_lm_config` for the options):
+Variants (see `context_lm_config` for the options; all but the `out` ones set `context_out=False`):
   base     the blog's design: energy concatenated to the first layer's input
   all      energy concatenated to every LSTM layer's input (`context_layers='all'`)
   emb      a learned nonlinear context embedding (`context_proj=16, context_act='tanh'`)
   dropout  base + `ContextDropout(p=0.2)` (one model both conditional and unconditional)
   year     base conditioned on energy and year (the gain is measured shuffling energy only)
   all_dropout  all + ContextDropout(p=0.2)
+  out      base + the context straight to the logits (`context_out=True`, Mikolov & Zweig 2012)
+  out_dropout, all_out_dropout  out (or all + out) with ContextDropout(p=0.2)
 """
 import argparse
 import json
@@ -30,13 +32,17 @@ from fastai.torch_core import set_seed
 
 from fastai_context import ContextTextDataLoaders, context_language_model_learner, context_lm_config, datasets
 
+BLOG = dict(context_out=False)      # the blog's design: no direct context-to-logits path (now on by default)
 VARIANTS = {
-    "base": dict(config={}, context_dropout=0., cols=["energy"]),
-    "all": dict(config=dict(context_layers="all"), context_dropout=0., cols=["energy"]),
-    "emb": dict(config=dict(context_proj=16, context_act="tanh"), context_dropout=0., cols=["energy"]),
-    "dropout": dict(config={}, context_dropout=0.2, cols=["energy"]),
-    "year": dict(config={}, context_dropout=0., cols=["energy", "year"]),
-    "all_dropout": dict(config=dict(context_layers="all"), context_dropout=0.2, cols=["energy"]),
+    "base": dict(config=BLOG, context_dropout=0., cols=["energy"]),
+    "all": dict(config=dict(BLOG, context_layers="all"), context_dropout=0., cols=["energy"]),
+    "emb": dict(config=dict(BLOG, context_proj=16, context_act="tanh"), context_dropout=0., cols=["energy"]),
+    "dropout": dict(config=BLOG, context_dropout=0.2, cols=["energy"]),
+    "year": dict(config=BLOG, context_dropout=0., cols=["energy", "year"]),
+    "all_dropout": dict(config=dict(BLOG, context_layers="all"), context_dropout=0.2, cols=["energy"]),
+    "out": dict(config=dict(context_out=True), context_dropout=0., cols=["energy"]),
+    "out_dropout": dict(config=dict(context_out=True), context_dropout=0.2, cols=["energy"]),
+    "all_out_dropout": dict(config=dict(context_layers="all", context_out=True), context_dropout=0.2, cols=["energy"]),
 }
 
 

@@ -3,7 +3,7 @@
 Usage:
   python bench/loader.py [--sizes 0.2M,2M,20M,100M] [--corpus mixed|names|lyrics] [--repeats 3]
                          [--kinds lmdl,ours,ours-fast,ours-flat,ours-mmap] [--bs 64] [--seq-len 72]
-  python bench/loader.py --from-df 1M [--n-workers 2] [--skip-epoch] [--profile]
+  python bench/loader.py --from-df 1M [--n-workers 2] [--skip-epoch] [--profile] [--repeats 2]   (repeats: ABBA order, fastest build each)
 
 Pre-numericalized mode (default): a synthetic corpus of the requested size is made by repeating, in
 random order, real documents: the Spotify track names (about 5 tokens each) and the Billboard
@@ -170,29 +170,35 @@ def child_from_df(args) -> dict:
     df = pd.DataFrame({"text": [texts[i][0] for i in pick], "energy": [texts[i][1] for i in pick]})
     tok_time = [0.0]
     orig = core.parallel_tokenize
+    prof = None
+    if args.profile:                              # cProfile the side's from_df outside the tokenizer
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
 
     def timed(*a, **kw):                          # time spent in fastai's tokenizer, both sides
+        if prof:
+            prof.disable()
         s = time.perf_counter()
         out = list(orig(*a, **kw))
         tok_time[0] += time.perf_counter() - s
+        if prof:
+            prof.enable()
         return out
     core.parallel_tokenize = timed
     start = time.perf_counter()
+    if prof:
+        prof.enable()
     if args.kind == "fastai":                     # fastai's from_df: its tokenizer with its default workers
         dls = TextDataLoaders.from_df(df, text_col="text", is_lm=True, valid_pct=0.1, seed=0, bs=args.bs,
                                       seq_len=args.seq_len, device="cpu")
     else:
         kw = {} if args.n_workers is None else {"n_workers": args.n_workers}
-        if args.profile:
-            import cProfile
-            import pstats
-            prof = cProfile.Profile()
-            prof.enable()
         dls = ContextTextDataLoaders.from_df(df, "text", "energy", valid_pct=0.1, seed=0, bs=args.bs,
                                              seq_len=args.seq_len, device="cpu", **kw)
-        if args.profile:
-            prof.disable()
-            pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(60)
+    if prof:
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     build = time.perf_counter() - start
     start = time.perf_counter()
     n = 0 if args.skip_epoch else sum(1 for _ in dls.train)
@@ -231,7 +237,7 @@ def main():
     p.add_argument("--kinds", default="lmdl,ours", help="loaders to run: lmdl, ours, ours-fast, ours-flat, ours-mmap")
     p.add_argument("--from-df", default=None, help="from_df mode at this many words, e.g. 1M")
     p.add_argument("--n-workers", type=int, default=None)
-    p.add_argument("--profile", action="store_true", help="cProfile our from_df (slows the forked tokenizers too)")
+    p.add_argument("--profile", action="store_true", help="cProfile both sides' from_df outside fastai's tokenizer")
     p.add_argument("--skip-epoch", action="store_true", help="from_df mode: build only, no first epoch")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--kind", default=None, help=argparse.SUPPRESS)
@@ -251,10 +257,14 @@ def main():
         n = parse_size(args.from_df)
         extra = (["--n-workers", str(args.n_workers)] if args.n_workers else []) + (["--profile"] if args.profile else []) \
             + (["--skip-epoch"] if args.skip_epoch else [])
-        res = {k: run_child(["--child", "from_df", "--kind", k, "--tokens", str(n), *common, *extra])
-               for k in ("fastai", "ours")}       # the same DataFrame (same seed) in both children
-        for k, r in res.items():
-            print(f"{k:7s} {json.dumps(r)}")
+        runs = {"fastai": [], "ours": []}
+        for i in range(args.repeats):      # the same DataFrame (same seed) in every child; ABBA order against drift
+            for k in (("fastai", "ours") if i % 2 == 0 else ("ours", "fastai")):
+                r = run_child(["--child", "from_df", "--kind", k, "--tokens", str(n), *common, *extra])
+                print(f"{k:7s} {json.dumps(r)}", flush=True)
+                runs[k].append(r)
+        res = {k: (min(rs, key=lambda r: r.get("build_s", float("inf"))) if len(rs) > 1 else rs[0])
+               for k, rs in runs.items()}            # with repeats: each side's fastest build
         f, o = res["fastai"], res["ours"]
         if "error" not in f and "error" not in o:
             print(f"from_df build: TextDataLoaders {f['build_s']:.1f} s (tokenizing {f['tokenize_s']:.1f} s) | "

@@ -8,7 +8,7 @@ from .text import SPECIAL_TOKENS
 from . import datasets
 
 # --- model and learner: the context-conditioned AWD-LSTM ---
-from .lm.model import ContextAWD_LSTM, ContextSequentialRNN, context_lm_config, get_context_language_model
+from .lm.model import ContextAWD_LSTM, ContextLinearDecoder, ContextSequentialRNN, context_lm_config, get_context_language_model
 from .lm.learner import ContextDropout, ContextGainReport, ContextLMLearner, context_language_model_learner
 
 # --- generation ---

@@ -8,11 +8,15 @@ name from fastai or from another module of this package.
 """
 from __future__ import annotations
 
+import inspect
+import sys
+
 import pandas as pd
 from fastai.callback.core import Callback
 from fastai.data.core import Pipeline
 from fastai.data.transforms import ColReader
 from fastai.distributed import DistributedTrainer
+from fastai.learner import Learner
 from fastai.text.core import Tokenizer
 from fastai.text.data import Numericalize
 from fastai.text.models.awdlstm import AWD_LSTM
@@ -20,7 +24,8 @@ from fastcore.basics import noop
 from torch import nn
 
 __all__ = ["text_pipeline", "awd_lstm_layer", "lstm_eval_weight_hh", "HookedDistributedTrainer",
-           "smooth_loss_state", "load_smooth_loss_state", "close_csv_logger", "in_lr_find", "is_noop_hook"]
+           "smooth_loss_state", "load_smooth_loss_state", "close_csv_logger", "in_lr_find", "is_noop_hook",
+           "calling_learner", "reads_one_input"]
 
 
 # ------------------------------------------------------------------ fastai's text pipeline
@@ -124,3 +129,31 @@ def close_csv_logger(cb: Callback) -> None:
 def in_lr_find(learn) -> bool:
     "Whether `learn` runs fastai's `lr_find`: relies on `LRFinder` setting `learn.lr_finder` while it runs."
     return hasattr(learn, "lr_finder")
+
+
+def calling_learner(max_depth: int = 12) -> Learner | None:
+    """The fastai `Learner` whose loop is iterating a loader right now, or None: the `self` of the
+    nearest `Learner` method up the call stack. Relies on fastai iterating its loaders inside
+    `Learner` methods (`all_batches`: `for o in enumerate(self.dl)`); if that changes, this returns
+    None and the check it feeds (the loaders' "this model reads no context") is skipped, nothing
+    else breaks (tests/lm/test_learner.py::test_fastai_language_model_learner_is_refused)."""
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, Learner):
+            return obj
+    return None
+
+
+def reads_one_input(model: nn.Module) -> bool:
+    "Whether `model(...)` takes exactly one positional input (fastai's `SequentialRNN`, any `nn.Sequential`)."
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    kinds = [p.kind for p in params]
+    positional = [k for k in kinds if k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return inspect.Parameter.VAR_POSITIONAL not in kinds and len(positional) == 1

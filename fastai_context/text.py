@@ -7,10 +7,11 @@ from itertools import chain, repeat
 
 import numpy as np
 from fastai.text.core import BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, defaults
+from fastcore.foundation import L
 
 __all__ = ["SPECIAL_TOKENS", "BOS", "EOS", "PAD", "UNK", "FLD", "TK_MAJ", "TK_UP", "TK_REP", "TK_WREP",
-           "GENERATED_SPECIAL_TOKENS", "is_blank_doc", "never_drawn", "decode_spec_tokens", "TextCodec", "vocab_of",
-           "flat_ids"]
+           "GENERATED_SPECIAL_TOKENS", "blank_docs", "never_drawn", "decode_spec_tokens", "TextCodec",
+           "vocab_of", "flat_ids"]
 
 #: fastai's special tokens (xxunk, xxpad, xxbos, xxeos, xxfld, xxrep, xxwrep, xxup, xxmaj).
 SPECIAL_TOKENS: tuple[str, ...] = tuple(defaults.text_spec_tok)
@@ -22,9 +23,17 @@ SPECIAL_TOKENS: tuple[str, ...] = tuple(defaults.text_spec_tok)
 GENERATED_SPECIAL_TOKENS: tuple[str, ...] = (TK_MAJ, TK_UP, TK_REP, TK_WREP)
 
 
-def is_blank_doc(tokens: Iterable[str]) -> bool:
-    "True if a tokenized document holds nothing but special tokens (e.g. an empty or blank text)."
-    return all(t in SPECIAL_TOKENS for t in tokens)
+def blank_docs(ids: np.ndarray, lens: np.ndarray, special_ids: Iterable[int]) -> np.ndarray:
+    """The indices of the numericalized documents (flat `ids` and their `lens`) that hold nothing but
+    tokens of `special_ids` (an empty or blank text tokenizes to `xxbos` alone), vectorized. Pass the ids
+    of the special tokens but `xxunk`: a word missing from the vocabulary becomes `xxunk` and is still text."""
+    lens = np.asarray(lens, dtype=np.int64)
+    is_text = ~np.isin(ids, np.fromiter(special_ids, dtype=np.int64))      # (n_tokens,) bool: the one temporary
+    has_text = np.zeros(len(lens), dtype=bool)
+    nonempty = np.flatnonzero(lens)
+    if len(nonempty):        # segments from each non-empty document's start to the next one's (empty ones are skipped)
+        has_text[nonempty] = np.logical_or.reduceat(is_text, (np.cumsum(lens) - lens)[nonempty])
+    return np.flatnonzero(~has_text)
 
 
 def never_drawn(vocab: Sequence[str], end: str = BOS, no_unk: bool = True) -> list[int]:
@@ -42,6 +51,9 @@ def flat_ids(token_lists: Sequence[Sequence[str]], o2i: dict, unk: int = 0) -> t
     C-level `map` over the flattened tokens (no per-document Python work). Returns the flat ids
     `(n_tokens,)`, int32 while the vocabulary fits (else int64), and the lengths `(n_docs,)` int64.
     Tokens missing from `o2i` get `unk` (fastai: 0, `xxunk`)."""
+    # fastai's tokenizer gives fastcore `L`s, whose `len` and iteration are Python-level calls (about
+    # 1 s per pass over 20M tokens): read the plain lists they hold instead.
+    token_lists = [t.items if isinstance(t, L) else t for t in token_lists]
     lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
     kind = np.int32 if len(o2i) <= np.iinfo(np.int32).max else np.int64
     get = o2i.get if type(o2i) is dict else dict(o2i).get      # a plain dict: no insertion on a miss

@@ -9,7 +9,7 @@ from fastai.learner import load_learner
 
 from fastai_context import ContextTextDataLoaders, context_language_model_learner
 from fastai_context.compat import text_pipeline
-from fastai_context.text import SPECIAL_TOKENS, TextCodec, never_drawn, vocab_of
+from fastai_context.text import SPECIAL_TOKENS, TextCodec, blank_docs, never_drawn, vocab_of
 from fastai_context.vae.data import SentenceDataLoaders, SentenceTokenizer
 
 VOCAB = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj",
@@ -123,3 +123,12 @@ def test_codec_round_trip_of_repeated_words(tracks):
     text = dls.codec.decode(dls.codec.encode("Oh oh oh oh, I love you so much!!! Baby come back"))
     assert text.split() == ["Oh", "oh", "oh", "oh", ",", "i", "love", "you", "so", "much", "!!!", "Baby", "come",
                             "back"]
+
+
+def test_blank_docs_on_ids_counts_unknown_words_as_text():
+    "Documents of special tokens only are blank; a document of out-of-vocabulary words (all `xxunk`) is not."
+    # ids: 0 xxunk, 1 xxpad, 2 xxbos, 5 a word; documents: [bos], [], [bos unk], [bos pad], [bos 5], []
+    ids = np.array([2, 2, 0, 2, 1, 2, 5], dtype=np.int32)
+    lens = np.array([1, 0, 2, 2, 2, 0])
+    assert blank_docs(ids, lens, [1, 2]).tolist() == [0, 1, 3, 5]
+    assert blank_docs(ids[:0], np.array([0, 0]), [1, 2]).tolist() == [0, 1]

@@ -25,10 +25,10 @@ from fastai.text.data import LMDataLoader, LMTensorText, TensorText, TextBlock
 from fastai.torch_core import default_device, display_df
 from fastcore.xtras import ReindexCollection
 
-from ..compat import is_noop_hook, text_pipeline
+from ..compat import calling_learner, is_noop_hook, reads_one_input, text_pipeline
 from ..context import ContextEncoder, check_columns, first_rows
 from ..workflow.runs import atomic_path
-from ..text import TextCodec, flat_ids, is_blank_doc, vocab_of
+from ..text import SPECIAL_TOKENS, UNK, TextCodec, blank_docs, flat_ids, vocab_of
 
 __all__ = ["ContextLanguageModelLoader", "ContextTextDataLoaders", "TokenDocuments"]
 
@@ -129,6 +129,11 @@ class TokenDocuments(Sequence):
             start = int(ends[a] - lens[a])
             out[start:start + len(flat)] = flat.numpy()
         return cls(out, lens)
+
+    def blank(self, codec: TextCodec) -> np.ndarray:
+        "Indices of the documents that hold nothing but special tokens of `codec`'s vocabulary (`text.blank_docs`)."
+        special = [codec.o2i[t] for t in SPECIAL_TOKENS if t != UNK and t in codec.o2i]
+        return blank_docs(self.tokens, self.lens, special)
 
     @classmethod
     def from_token_lists(cls, token_lists: Sequence[Sequence[str]], o2i: dict | TextCodec) -> "TokenDocuments":
@@ -267,6 +272,16 @@ class ContextLanguageModelLoader(LMDataLoader):
     def n_inp(self) -> int:
         "Two inputs, so fastai's `Learner` calls `model(x, ctx)` and the loss gets only `y`."
         return 2
+
+    def before_iter(self):
+        "Refuse a learner whose model reads only the tokens (fastai's `language_model_learner`), before its first batch."
+        super().before_iter()
+        learn = calling_learner()
+        if learn is not None and reads_one_input(learn.model):
+            raise TypeError(f"this learner's model ({type(learn.model).__name__}) reads only the tokens, but these "
+                            "loaders give (tokens, context): build the learner with "
+                            "context_language_model_learner(dls, ...) (the same arch, config, drop_mult and "
+                            "pretrained arguments as fastai's language_model_learner)")
 
     @property
     def items(self) -> ReindexCollection:
@@ -514,24 +529,21 @@ class ContextTextDataLoaders(DataLoaders):
                                   min_freq=min_freq, max_vocab=max_vocab, **tok_kw)
         dblock = DataBlock(blocks=[block], get_x=ColReader("text"), splitter=lambda _: splits)
         dsets = dblock.datasets(df)
-        blank = [i for i, toks in enumerate(dsets.items["text"]) if is_blank_doc(toks)]
-        if blank:
-            rows = df.index[blank]
-            raise ValueError(f"text column {text_col!r} is empty after tokenization in rows {first_rows(rows)}; "
-                             "drop those rows")
-        train_df, valid_df = df.iloc[splits[0]], df.iloc[splits[1]]
-        encoder = ContextEncoder.fit(train_df, context_cols, fill=fill)
-        device = default_device() if device is None else device
-        common = dict(bs=bs, seq_len=seq_len, context_encoder=encoder, device=device, **kwargs)
         # fastai tokenized the DataFrame and fitted the vocabulary: from here on the codec is the pipeline
         # (`compat.text_pipeline` raises if fastai's pipeline changed shape, rather than going slow)
         tok, num, _ = text_pipeline(dsets.train)
         codec = TextCodec(num.vocab, tok, text_col=text_col)
-        loaders = []
-        for ds, part, shuffle in ((dsets.train, train_df, True), (dsets.valid, valid_df, False)):
-            docs = TokenDocuments.from_token_lists(text_pipeline(ds)[2], codec)
-            loaders.append(ContextLanguageModelLoader(ds, encoder.encode(part), numericalized=docs, codec=codec,
-                                                      shuffle=shuffle, **common))
+        parts = [(ds, np.asarray(split), TokenDocuments.from_token_lists(text_pipeline(ds)[2], codec), shuffle)
+                 for ds, split, shuffle in ((dsets.train, splits[0], True), (dsets.valid, splits[1], False))]
+        blank = np.sort(np.concatenate([split[docs.blank(codec)] for _, split, docs, _ in parts]))
+        if len(blank):
+            raise ValueError(f"text column {text_col!r} is empty after tokenization in rows "
+                             f"{first_rows(df.index[blank])}; drop those rows")
+        encoder = ContextEncoder.fit(df.iloc[splits[0]], context_cols, fill=fill)
+        device = default_device() if device is None else device
+        common = dict(bs=bs, seq_len=seq_len, context_encoder=encoder, device=device, **kwargs)
+        loaders = [ContextLanguageModelLoader(ds, encoder.encode(df.iloc[split]), numericalized=docs, codec=codec,
+                                              shuffle=shuffle, **common) for ds, split, docs, shuffle in parts]
         return cls(*loaders, path=path, device=device)
 
     @property
@@ -552,10 +564,9 @@ class ContextTextDataLoaders(DataLoaders):
                             f"{self.context_encoder.columns}, got a {type(df).__name__}")
         check_columns(df, [text_col], "text column")
         check_texts(df, text_col)
-        toks = codec.tokenize(df[text_col])
-        blank = [i for i, t in enumerate(toks) if is_blank_doc(t)]
-        if blank:
+        docs = TokenDocuments.from_token_lists(codec.tokenize(df[text_col]), codec)
+        blank = docs.blank(codec)
+        if len(blank):
             raise ValueError(f"text column {text_col!r} is empty after tokenization in rows "
                              f"{first_rows(df.index[blank])}; drop those rows")
-        docs = TokenDocuments.from_token_lists(toks, codec)
         return self.valid.new(docs, context=self.context_encoder.encode(df), shuffle=False, **kwargs)

@@ -406,7 +406,7 @@ class ContextLMLearner(LMLearner):
         encoder = self.model[0]
         emb_sz = encoder.emb_sz
         state = self.model.state_dict()
-        expected = {k for k in state if not k.startswith("0.context_proj.")}
+        expected = {k for k in state if not k.startswith(("0.context_proj.", "1.context_out."))}
         if set(weights) != expected:
             raise ValueError(f"these weights are not a plain AWD_LSTM language model of this architecture: "
                              f"missing {sorted(expected - set(weights))}, unexpected {sorted(set(weights) - expected)}")
@@ -423,9 +423,12 @@ class ContextLMLearner(LMLearner):
                                  "build the learner with the plain model's config (e.g. config='fastai')")
             else:
                 target.copy_(w)
-        if encoder.context_proj is not None:
-            state["0.context_proj.weight"].zero_()
-            state["0.context_proj.bias"].zero_()
+        # The output is exactly the plain model's: the context columns of the input weights are zero (above),
+        # and so is the direct context-to-logits path. A context projection keeps its random start: were it
+        # zero too, neither it nor those columns would ever get a gradient.
+        for k in set(state) - expected:
+            if k.startswith("1.context_out."):
+                state[k].zero_()
         self.model.load_state_dict(state)
         self.model.reset()
         return self

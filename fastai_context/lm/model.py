@@ -1,5 +1,7 @@
 """The context-conditioned AWD-LSTM: fastai's `AWD_LSTM` whose first LSTM layer (or every
-layer, `context_layers='all'`) reads `[input ; context]` at every step.
+layer, `context_layers='all'`) reads `[input ; context]` at every step, and optionally
+(`context_out=True`) a decoder that adds a learned linear function of the context to the
+next-word logits.
 
 Concatenating the context to every input (rather than, say, initializing the hidden state
 from it) is the blog's design: the model is reminded of the song's energy at each word, so
@@ -20,7 +22,7 @@ from torch import nn
 
 from ..compat import awd_lstm_layer
 
-__all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "context_awd_lstm_lm_split",
+__all__ = ["ContextAWD_LSTM", "ContextLinearDecoder", "ContextSequentialRNN", "context_lm_config", "context_awd_lstm_lm_split",
            "get_context_language_model"]
 
 #: CPU-sized default: 200-d embeddings, 400 hidden units, 2 layers (about 14x fewer LSTM
@@ -32,9 +34,17 @@ __all__ = ["ContextAWD_LSTM", "ContextSequentialRNN", "context_lm_config", "cont
 #:   in that number: only a nonlinearity lets the model treat energy 0.2 and 0.8 differently in kind).
 #: - `context_layers`: 'first' concatenates the context to the first layer's input only (the blog's
 #:   design); 'all' to every layer's input, so upper layers need not carry it through the lower ones.
+#: - `context_out` (on by default: measured in docs/benchmarks.md, it is what makes energy show in the
+#:   samples): also connect the context straight to the output layer (Mikolov & Zweig 2012,
+#:   "Context dependent recurrent neural network language model", the matrix G from the feature layer
+#:   to the output): logits += W c, one learned slope per word and context feature, zero at the start.
+#:   Which words a high-energy song uses more is what a bag-of-words regressor reads; through the
+#:   LSTM the model learns that only slowly (a song's energy saves a fraction of a nat per song, so its
+#:   gradient is faint), through W every token of every song teaches its own word's slope directly.
 context_lm_config = dict(emb_sz=200, n_hid=400, n_layers=2, pad_token=1, bidir=False, output_p=0.1,
                          hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True,
-                         out_bias=True, context_proj=0, context_act=None, context_layers="first")
+                         out_bias=True, context_proj=0, context_act=None, context_layers="first",
+                         context_out=True)
 
 
 class ContextAWD_LSTM(AWD_LSTM):
@@ -109,11 +119,29 @@ class ContextAWD_LSTM(AWD_LSTM):
         return output
 
 
+class ContextLinearDecoder(LinearDecoder):
+    """fastai's `LinearDecoder` plus a direct path from the context to the logits (`context_out=True`):
+    `logits = W_dec h + b + W_ctx c`, with `W_ctx` `(vocab, n_context)` starting at zero, so the model
+    starts as the plain decoder and learns each word's slope in each context feature."""
+
+    def __init__(self, n_out: int, n_hid: int, n_context: int, output_p: float = 0.1, tie_encoder=None,
+                 bias: bool = True):
+        super().__init__(n_out, n_hid, output_p, tie_encoder=tie_encoder, bias=bias)
+        self.context_out = nn.Linear(n_context, n_out, bias=False)
+        nn.init.zeros_(self.context_out.weight)
+
+    def forward(self, input: torch.Tensor, context: torch.Tensor):
+        decoded, raw, dropped = super().forward(input)                  # (bs, sl, vocab), (bs, sl, emb_sz) x2
+        ctx = context.as_subclass(torch.Tensor).to(decoded.dtype)       # (bs, sl, n_context)
+        return decoded + self.context_out(ctx), raw, dropped
+
+
 class ContextSequentialRNN(SequentialRNN):
-    "fastai's `SequentialRNN` (encoder, decoder) whose encoder also takes the context: `model(x, ctx)`."
+    "fastai's `SequentialRNN` (encoder, decoder) whose encoder (and `ContextLinearDecoder`) also take the context: `model(x, ctx)`."
 
     def forward(self, inp: torch.Tensor, context: torch.Tensor):
-        return self[1](self[0](inp, context))
+        out = self[0](inp, context)
+        return self[1](out, context) if isinstance(self[1], ContextLinearDecoder) else self[1](out)
 
 
 def context_awd_lstm_lm_split(model: ContextSequentialRNN) -> list:
@@ -140,7 +168,8 @@ def _resolve_config(arch, config: Mapping | str | None) -> dict:
     if isinstance(config, str):
         if config != "fastai":
             raise ValueError(f"config={config!r}: pass None (CPU-sized default), 'fastai' (awd_lstm_lm_config) or a dict")
-        return dict(awd_lstm_lm_config)
+        context_keys = {k: v for k, v in context_model_meta[arch]["config_lm"].items() if k.startswith("context_")}
+        return {**awd_lstm_lm_config, **context_keys}      # fastai's sizes, this package's context options
     default = context_model_meta[arch]["config_lm"]
     unknown = sorted(set(config) - set(default))
     if unknown:
@@ -157,7 +186,9 @@ def get_context_language_model(arch, vocab_sz: int, n_context: int, config: Mapp
         if k.endswith("_p"):
             config[k] *= drop_mult
     tie_weights, output_p, out_bias = (config.pop(k) for k in ("tie_weights", "output_p", "out_bias"))
+    context_out = config.pop("context_out", False)      # configs saved before the option existed: off
     encoder = arch(vocab_sz, n_context=n_context, **config)
-    decoder = LinearDecoder(vocab_sz, config[context_model_meta[arch]["hid_name"]], output_p,
-                            tie_encoder=encoder.encoder if tie_weights else None, bias=out_bias)
+    n_hid, tie = config[context_model_meta[arch]["hid_name"]], encoder.encoder if tie_weights else None
+    decoder = (ContextLinearDecoder(vocab_sz, n_hid, n_context, output_p, tie_encoder=tie, bias=out_bias)
+               if context_out else LinearDecoder(vocab_sz, n_hid, output_p, tie_encoder=tie, bias=out_bias))
     return ContextSequentialRNN(encoder, decoder)

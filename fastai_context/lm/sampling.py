@@ -5,8 +5,9 @@ in the number of words), and its `WeightDropout` clones each hidden-to-hidden ma
 every forward even in eval mode. `ContextLSTMSampler` instead reads the eval-mode weights
 once, carries the LSTM state forward one token at a time for all streams as one batch, and
 folds the (constant) context of each stream into the gate bias of every layer that reads
-it, so a step costs two small matmuls per layer plus the decoder. Classifier-free guidance
-runs the negative context as extra rows of the same batch.
+it (and into the decoder's bias with `context_out`), so a step costs two small matmuls per
+layer plus the decoder. Classifier-free guidance runs the negative context as extra rows of
+the same batch.
 """
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ class ContextLSTMSampler:
             self.layers.append(_Layer(w_ih, w_hh, bias))
         self.dec_w_t = decoder.weight.detach().t().contiguous()
         self.dec_b = torch.zeros(self.dec_w_t.shape[1], device=device) if decoder.bias is None else decoder.bias.detach()
+        context_out = getattr(model[1], "context_out", None)      # `ContextLinearDecoder`: constant per stream too
+        if context_out is not None:
+            self.dec_b = torch.addmm(self.dec_b, context.to(device).float(), context_out.weight.detach().t())  # (n, vocab)
         self.state = [(torch.zeros(n, rnn.module.hidden_size, device=device),) * 2 for rnn in encoder.rnns]
 
     @torch.no_grad()

@@ -145,6 +145,9 @@ TRAIN_LM = {
     "n_hid": (400, "LSTM hidden size"),
     "n_layers": (2, "LSTM layers"),
     "drop_mult": (1.0, "multiplier of all AWD-LSTM dropouts"),
+    "context_layers": ("first", "LSTM layers that read the context: first (the blog's design) or all"),
+    "context_out": (True, "also feed the context straight to the next-word logits (one learned slope per word "
+                          "and context column; false: the blog's design alone)"),
     "epochs": (4, "epochs of fit_one_cycle"),
     "lr": (3e-3, "maximum learning rate of the one-cycle schedule"),
     "wd": (0.1, "weight decay"),
@@ -167,7 +170,8 @@ LM_LIMITS = {"n_docs": at_least(0), "valid_pct": FRACTION, "min_freq": at_least(
              "fill": one_of("", "mean", "zero", "drop")}
 TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": at_least(1), "seq_len": at_least(1), "emb_sz": at_least(1),
                    "n_hid": at_least(1), "n_layers": at_least(1), "drop_mult": NON_NEGATIVE, "epochs": at_least(1),
-                   "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": at_least(0)}
+                   "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": at_least(0),
+                   "context_layers": one_of("first", "all")}
 
 
 def check_lm_data(cfg: Mapping) -> None:
@@ -196,7 +200,8 @@ def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
                                          bs=cfg["bs"], seq_len=cfg["seq_len"], seed=cfg["seed"],
                                          min_freq=cfg["min_freq"], shuffle_seed=cfg["seed"], path=run.path,
                                          fill=cfg["fill"] or None)
-    arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"])
+    arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"],
+                context_layers=cfg["context_layers"], context_out=cfg["context_out"])
     learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run.path, model_dir=".",
                                            context_dropout=cfg["context_dropout"])
     echo(f"{len(df)} documents, vocabulary of {len(dls.vocab)}, context {dls.context_encoder.feature_names}")

@@ -145,8 +145,8 @@ def test_save_load_round_trip(context_decides, tmp_path):
     assert fresh.generate({"energy": 0.1}, **kw) == learn.generate({"energy": 0.1}, **kw)
 
 
-@pytest.mark.parametrize("proj", [0, 4])
-def test_load_plain_lm_is_exact_at_start(tracks_dls, tmp_path, proj):
+@pytest.mark.parametrize("opts", [dict(context_proj=0), dict(context_proj=4), dict(context_out=True)])
+def test_load_plain_lm_is_exact_at_start(tracks_dls, tmp_path, opts):
     "A plain fastai AWD_LSTM LM with its own vocabulary order: after loading, identical outputs."
     torch.manual_seed(0)
     vocab = list(tracks_dls.vocab)
@@ -154,7 +154,7 @@ def test_load_plain_lm_is_exact_at_start(tracks_dls, tmp_path, proj):
     plain_cfg = dict(PLAIN_TINY)
     plain = get_language_model(AWD_LSTM, len(plain_vocab), config=dict(plain_cfg))
     torch.save(plain.state_dict(), tmp_path / "plain.pth")
-    learn = context_language_model_learner(tracks_dls, config=dict(TINY, context_proj=proj))
+    learn = context_language_model_learner(tracks_dls, config=dict(TINY, **opts))
     assert learn.load_plain_lm(tmp_path / "plain.pth", plain_vocab) is learn
     # The plain model, its embeddings reordered to this vocabulary as fastai's load_pretrained does.
     reference = get_language_model(AWD_LSTM, len(vocab), config=dict(plain_cfg))
@@ -164,6 +164,11 @@ def test_load_plain_lm_is_exact_at_start(tracks_dls, tmp_path, proj):
     learn.model.eval().reset()
     with torch.no_grad():
         assert torch.equal(learn.model(x, ctx)[0], reference(x)[0])
+    # ... and the context paths can still learn: the input columns it reads get a gradient
+    learn.model.train().reset()
+    learn.model(x, ctx)[0].logsumexp(-1).mean().backward()
+    encoder = learn.model[0]
+    assert encoder.rnns[0].module.weight_ih_l0.grad[:, encoder.emb_sz:].abs().sum() > 0
 
 
 def test_load_plain_lm_rejects_another_architecture(tracks_dls):
@@ -271,6 +276,18 @@ def test_fastai_apis_that_do_not_fit_say_what_to_call(context_decides):
         learn.show_results()
     preds, targs = learn.get_preds(reorder=False)
     assert preds.shape[:2] == targs.shape and preds.shape[2] == len(learn.dls.vocab)
+
+
+def test_fastai_language_model_learner_is_refused(tracks_dls):
+    "fastai's own `language_model_learner` on context loaders: a clear error before the first batch, nothing trained."
+    from fastai.text.learner import language_model_learner
+    learn = language_model_learner(tracks_dls, AWD_LSTM, config=PLAIN_TINY, pretrained=False)
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    with learn.no_bar(), learn.no_logging(), pytest.raises(TypeError, match="context_language_model_learner"):
+        learn.fit(1, 1e-3)
+    with pytest.raises(TypeError, match=r"reads only the tokens.*\(tokens, context\)"):
+        learn.validate()
+    assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
 
 
 def test_context_perplexity_within_groups(context_decides):

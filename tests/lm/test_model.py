@@ -114,12 +114,15 @@ def test_context_at_every_layer_and_learned_embedding():
 
 
 @pytest.mark.parametrize("opts", [dict(context_proj=0), dict(context_proj=3), dict(context_layers="all"),
-                                  dict(context_proj=3, context_act="tanh", context_layers="all")])
+                                  dict(context_proj=3, context_act="tanh", context_layers="all"),
+                                  dict(context_layers="all", context_out=True)])
 def test_sampler_matches_the_model_step_by_step(opts):
     "The fast sampler computes what fastai's forward computes in eval mode, one token at a time."
     model = small_lm(**opts).eval()
     x, ctx = batch(sl=9)
     ctx = ctx[:, :1].expand_as(ctx).contiguous()     # one context per stream, as in generation
+    if opts.get("context_out"):                       # it starts at zero: give it weights to check
+        torch.nn.init.normal_(model[1].context_out.weight)
     model.reset()
     with torch.no_grad():
         ref = model(x, ctx)[0]
@@ -202,3 +205,22 @@ def test_sample_next_rejects_nan_and_infinite_temperature():
     for t in (float("nan"), float("inf"), -1.):
         with pytest.raises(ValueError, match="temperature"):
             sample_next(logits, temperature=t)
+
+
+def test_context_out_adds_a_learned_slope_per_word():
+    "`context_out=True`: logits += W c, W (vocab, n_context) starting at zero, trained with the decoder."
+    model = small_lm(context_out=True)
+    dec = model[1]
+    assert dec.context_out.weight.shape == (50, 2) and not dec.context_out.weight.any()
+    assert any(p is dec.context_out.weight for p in context_awd_lstm_lm_split(model)[-1])
+    x, ctx = batch()
+    model.eval().reset()
+    with torch.no_grad():
+        base = model(x, ctx)[0]
+        dec.context_out.weight[7, 1] = 2.
+        model.reset()
+        moved = model(x, ctx)[0]
+    torch.testing.assert_close(moved - base, (2. * ctx[..., 1:2]) * torch.nn.functional.one_hot(torch.tensor(7), 50))
+    model.train().reset()
+    model(x, ctx)[0].logsumexp(-1).mean().backward()
+    assert dec.context_out.weight.grad.abs().sum() > 0
