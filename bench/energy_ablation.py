@@ -21,6 +21,7 @@ Variants (see `context_lm_config` for the options; all but the `out` ones set `c
   all_dropout  all + ContextDropout(p=0.2)
   out      base + the context straight to the logits (`context_out=True`, Mikolov & Zweig 2012)
   out_dropout, all_out_dropout  out (or all + out) with ContextDropout(p=0.2)
+  out_emb_dropout  out_dropout reading the tanh embedding (layers and logits: one nonlinear curve per word)
 """
 import argparse
 import json
@@ -43,6 +44,8 @@ VARIANTS = {
     "out": dict(config=dict(context_out=True), context_dropout=0., cols=["energy"]),
     "out_dropout": dict(config=dict(context_out=True), context_dropout=0.2, cols=["energy"]),
     "all_out_dropout": dict(config=dict(context_layers="all", context_out=True), context_dropout=0.2, cols=["energy"]),
+    "out_emb_dropout": dict(config=dict(context_out=True, context_proj=16, context_act="tanh"), context_dropout=0.2,
+                            cols=["energy"]),
 }
 
 

@@ -41,6 +41,7 @@ __all__ = ["ContextAWD_LSTM", "ContextLinearDecoder", "ContextSequentialRNN", "c
 #:   Which words a high-energy song uses more is what a bag-of-words regressor reads; through the
 #:   LSTM the model learns that only slowly (a song's energy saves a fraction of a nat per song, so its
 #:   gradient is faint), through W every token of every song teaches its own word's slope directly.
+#:   With `context_proj` the decoder reads the projection too (so with 'tanh', a nonlinear curve per word).
 context_lm_config = dict(emb_sz=200, n_hid=400, n_layers=2, pad_token=1, bidir=False, output_p=0.1,
                          hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True,
                          out_bias=True, context_proj=0, context_act=None, context_layers="first",
@@ -141,7 +142,9 @@ class ContextSequentialRNN(SequentialRNN):
 
     def forward(self, inp: torch.Tensor, context: torch.Tensor):
         out = self[0](inp, context)
-        return self[1](out, context) if isinstance(self[1], ContextLinearDecoder) else self[1](out)
+        if isinstance(self[1], ContextLinearDecoder):     # the decoder reads what the LSTM layers read of the context
+            return self[1](out, self[0].context_input(context))
+        return self[1](out)
 
 
 def context_awd_lstm_lm_split(model: ContextSequentialRNN) -> list:
@@ -189,6 +192,6 @@ def get_context_language_model(arch, vocab_sz: int, n_context: int, config: Mapp
     context_out = config.pop("context_out", False)      # configs saved before the option existed: off
     encoder = arch(vocab_sz, n_context=n_context, **config)
     n_hid, tie = config[context_model_meta[arch]["hid_name"]], encoder.encoder if tie_weights else None
-    decoder = (ContextLinearDecoder(vocab_sz, n_hid, n_context, output_p, tie_encoder=tie, bias=out_bias)
+    decoder = (ContextLinearDecoder(vocab_sz, n_hid, encoder.context_sz, output_p, tie_encoder=tie, bias=out_bias)
                if context_out else LinearDecoder(vocab_sz, n_hid, output_p, tie_encoder=tie, bias=out_bias))
     return ContextSequentialRNN(encoder, decoder)

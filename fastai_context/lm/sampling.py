@@ -91,7 +91,7 @@ class ContextLSTMSampler:
         self.dec_b = torch.zeros(self.dec_w_t.shape[1], device=device) if decoder.bias is None else decoder.bias.detach()
         context_out = getattr(model[1], "context_out", None)      # `ContextLinearDecoder`: constant per stream too
         if context_out is not None:
-            self.dec_b = torch.addmm(self.dec_b, context.to(device).float(), context_out.weight.detach().t())  # (n, vocab)
+            self.dec_b = torch.addmm(self.dec_b, ctx_in.float(), context_out.weight.detach().t())  # (n, vocab)
         self.state = [(torch.zeros(n, rnn.module.hidden_size, device=device),) * 2 for rnn in encoder.rnns]
 
     @torch.no_grad()

@@ -121,8 +121,15 @@ def shared_run_dir(command: str, run_dir: str | None) -> tuple[Path, bool]:
         return make()
     from accelerate import PartialState      # fastai.distributed's dependency
     PartialState(cpu=not torch.cuda.is_available())                 # starts the process group
-    made = [make() if rank_distrib() == 0 else None]
+    made = [None]
+    if rank_distrib() == 0:
+        try:
+            made = [make()]
+        except ConfigError as e:          # sent to every rank: all refuse with rank 0's message, none waits
+            made = [e]
     torch.distributed.broadcast_object_list(made, src=0)
+    if isinstance(made[0], ConfigError):
+        raise made[0]
     return made[0]
 
 

@@ -115,7 +115,8 @@ def test_context_at_every_layer_and_learned_embedding():
 
 @pytest.mark.parametrize("opts", [dict(context_proj=0), dict(context_proj=3), dict(context_layers="all"),
                                   dict(context_proj=3, context_act="tanh", context_layers="all"),
-                                  dict(context_layers="all", context_out=True)])
+                                  dict(context_layers="all", context_out=True),
+                                  dict(context_proj=3, context_act="tanh", context_out=True)])
 def test_sampler_matches_the_model_step_by_step(opts):
     "The fast sampler computes what fastai's forward computes in eval mode, one token at a time."
     model = small_lm(**opts).eval()

@@ -16,6 +16,6 @@ def test_nb01_runs_on_reduced_settings(tmp_path, data_dir):
     assert "200 songs" in text
     assert "480 words in" in text                          # 2 energies x 2 guidances x 4 samples x 30 words
     assert "shuffled_within" in text and "bootstrap CI" in text
-    assert "guidance 3.0: energy 1.0:" in text and "log_odds" in text
+    assert "guidance 2.0: energy 1.0:" in text and "log_odds" in text
     assert "valence 0.9" in text and "energy 0.1" in text  # the grid
     assert (tmp_path / "energy_lm.pkl").stat().st_size > 1000

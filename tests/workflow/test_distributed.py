@@ -100,6 +100,20 @@ def test_cli_train_lm_on_two_processes(tmp_path, launcher):
     assert (run_dir / "model.pkl").exists() and (run_dir / "config.yaml").exists()
 
 
+def test_a_refused_run_folder_stops_every_rank(tmp_path):
+    "Rank 0 refuses a non-empty --run-dir: every rank exits with its message (none waits for a folder), nothing changes."
+    run_dir = tmp_path / "used"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "fastai_context.cli", "train-lm", "tiny-lm", "epochs=1",
+           "--run-dir", str(run_dir)]
+    res = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    assert res.returncode != 0
+    assert (res.stdout + res.stderr).count("is not empty: choose a new folder") == 2, res.stderr[-3000:]
+    assert [p.name for p in run_dir.iterdir()] == ["notes.txt"] and (run_dir / "notes.txt").read_text() == "mine"
+
+
 def test_accelerate_simple_launcher_with_several_processes_is_refused():
     "`accelerate launch --num_processes 2` without --multi_gpu on a CPU starts one process: say so, don't train alone."
     simple = {"ACCELERATE_USE_CPU": "False", "ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1",
