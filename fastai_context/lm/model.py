@@ -39,8 +39,8 @@ __all__ = ["ContextAWD_LSTM", "ContextLinearDecoder", "ContextSequentialRNN", "c
 #:   "Context dependent recurrent neural network language model", the matrix G from the feature layer
 #:   to the output): logits += W c, one learned slope per word and context feature, zero at the start.
 #:   Which words a high-energy song uses more is what a bag-of-words regressor reads; through the
-#:   LSTM the model learns that only slowly (a song's energy saves a fraction of a nat per song, so its
-#:   gradient is faint), through W every token of every song teaches its own word's slope directly.
+#:   LSTM the model learns that only slowly (a song's energy is worth about a nat over ~430 tokens, so
+#:   its gradient is faint), through W every token of every song teaches its own word's slope directly.
 #:   With `context_proj` the decoder reads the projection too (so with 'tanh', a nonlinear curve per word).
 context_lm_config = dict(emb_sz=200, n_hid=400, n_layers=2, pad_token=1, bidir=False, output_p=0.1,
                          hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True,
