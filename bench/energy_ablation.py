@@ -22,6 +22,9 @@ Variants (see `context_lm_config` for the options; all but the `out` ones set `c
   out      base + the context straight to the logits (`context_out=True`, Mikolov & Zweig 2012)
   out_dropout, all_out_dropout  out (or all + out) with ContextDropout(p=0.2)
   out_emb_dropout  out_dropout reading the tanh embedding (layers and logits: one nonlinear curve per word)
+  out_bins out, the context also holding energy's quintile as a category (a step function per word on top of
+           the slope); the gain shuffles energy and its quintile together
+  out_bins5, out_bins5_dropout  the same inside the model: `context_bins=5` (without, with ContextDropout(0.2))
 """
 import argparse
 import json
@@ -46,12 +49,18 @@ VARIANTS = {
     "all_out_dropout": dict(config=dict(context_layers="all", context_out=True), context_dropout=0.2, cols=["energy"]),
     "out_emb_dropout": dict(config=dict(context_out=True, context_proj=16, context_act="tanh"), context_dropout=0.2,
                             cols=["energy"]),
+    "out_bins": dict(config=dict(context_out=True), context_dropout=0., cols=["energy", "energy_bin"],
+                     features=["energy", "energy_bin"]),
+    "out_bins5": dict(config=dict(context_out=True, context_bins=5), context_dropout=0., cols=["energy"]),
+    "out_bins5_dropout": dict(config=dict(context_out=True, context_bins=5), context_dropout=0.2, cols=["energy"]),
 }
 
 
 def lyrics() -> pd.DataFrame:
-    "The Billboard lyrics, cleaned for a language model, with their `decade`."
-    return datasets.billboard_lyrics().dropna(subset=["lyrics", "energy"]).reset_index(drop=True)
+    "The Billboard lyrics, cleaned for a language model, with their `decade` and `energy_bin` (energy's quintile, a category)."
+    df = datasets.billboard_lyrics().dropna(subset=["lyrics", "energy"]).reset_index(drop=True)
+    df["energy_bin"] = pd.qcut(df["energy"], 5, labels=[f"q{i}" for i in range(1, 6)]).astype(str)
+    return df
 
 
 def main():
@@ -83,7 +92,7 @@ def main():
         with learn.no_bar():
             learn.fit_one_cycle(args.epochs, args.lr)
         train_s = time.perf_counter() - start
-        gain = learn.context_gain(within="decade", n_boot=args.n_boot, features="energy")
+        gain = learn.context_gain(within="decade", n_boot=args.n_boot, features=v.get("features", "energy"))
         print(f"=== {name}: {train_s:.0f} s training\n{gain}", flush=True)
         res = dict(variant=name, train_s=train_s, epochs=args.epochs, config={k: str(c) for k, c in config.items()},
                    context_dropout=v["context_dropout"], cols=v["cols"], valid_loss=float(learn.recorder.values[-1][1]),

@@ -148,6 +148,8 @@ TRAIN_LM = {
     "context_layers": ("first", "LSTM layers that read the context: first (the blog's design) or all"),
     "context_out": (True, "also feed the context straight to the next-word logits (one learned slope per word "
                           "and context column; false: the blog's design alone)"),
+    "context_bins": (0, "also give the model which of this many equally likely bins each context feature falls in "
+                        "(a one-hot; 0: none)"),
     "epochs": (4, "epochs of fit_one_cycle"),
     "lr": (3e-3, "maximum learning rate of the one-cycle schedule"),
     "wd": (0.1, "weight decay"),
@@ -171,7 +173,9 @@ LM_LIMITS = {"n_docs": at_least(0), "valid_pct": FRACTION, "min_freq": at_least(
 TRAIN_LM_LIMITS = {**LM_LIMITS, "bs": at_least(1), "seq_len": at_least(1), "emb_sz": at_least(1),
                    "n_hid": at_least(1), "n_layers": at_least(1), "drop_mult": NON_NEGATIVE, "epochs": at_least(1),
                    "lr": POSITIVE, "wd": NON_NEGATIVE, "sample_words": at_least(0),
-                   "context_layers": one_of("first", "all")}
+                   "context_layers": one_of("first", "all"),
+                   "context_bins": ((lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or v >= 2)),
+                                    "0 or a whole number >= 2")}
 
 
 def check_lm_data(cfg: Mapping) -> None:
@@ -201,7 +205,7 @@ def _train_lm(cfg: dict, run: RunFolder, resume: bool = False) -> None:
                                          min_freq=cfg["min_freq"], shuffle_seed=cfg["seed"], path=run.path,
                                          fill=cfg["fill"] or None)
     arch = dict(context_lm_config, emb_sz=cfg["emb_sz"], n_hid=cfg["n_hid"], n_layers=cfg["n_layers"],
-                context_layers=cfg["context_layers"], context_out=cfg["context_out"])
+                context_layers=cfg["context_layers"], context_out=cfg["context_out"], context_bins=cfg["context_bins"])
     learn = context_language_model_learner(dls, config=arch, drop_mult=cfg["drop_mult"], path=run.path, model_dir=".",
                                            context_dropout=cfg["context_dropout"])
     echo(f"{len(df)} documents, vocabulary of {len(dls.vocab)}, context {dls.context_encoder.feature_names}")

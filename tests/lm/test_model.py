@@ -116,7 +116,8 @@ def test_context_at_every_layer_and_learned_embedding():
 @pytest.mark.parametrize("opts", [dict(context_proj=0), dict(context_proj=3), dict(context_layers="all"),
                                   dict(context_proj=3, context_act="tanh", context_layers="all"),
                                   dict(context_layers="all", context_out=True),
-                                  dict(context_proj=3, context_act="tanh", context_out=True)])
+                                  dict(context_proj=3, context_act="tanh", context_out=True),
+                                  dict(context_bins=5, context_layers="all", context_out=True)])
 def test_sampler_matches_the_model_step_by_step(opts):
     "The fast sampler computes what fastai's forward computes in eval mode, one token at a time."
     model = small_lm(**opts).eval()
@@ -225,3 +226,19 @@ def test_context_out_adds_a_learned_slope_per_word():
     model.train().reset()
     model(x, ctx)[0].logsumexp(-1).mean().backward()
     assert dec.context_out.weight.grad.abs().sum() > 0
+
+
+def test_context_bins_add_a_one_hot_of_each_features_bin():
+    "`context_bins=k`: each standardized feature also as the one-hot of its bin among k equally likely ones."
+    model = small_lm(context_bins=5)
+    enc = model[0]
+    assert enc.context_sz == 2 * (1 + 5) and enc.rnns[0].module.input_size == 16 + 12
+    assert model[1].context_out.weight.shape == (50, 12)
+    ctx = torch.tensor([[-2., 0.], [0.5, 2.]])
+    got = enc.context_input(ctx)
+    assert torch.equal(got[:, :2], ctx)
+    assert got[:, 2:7].argmax(1).tolist() == [0, 3] and got[:, 7:].argmax(1).tolist() == [2, 4]
+    assert got[:, 2:].sum(1).tolist() == [2., 2.]
+    for bad in (1, -1, 2.5, True):
+        with pytest.raises(ValueError, match="context_bins"):
+            small_lm(context_bins=bad)

@@ -55,7 +55,7 @@ def run_copy(lm_run, tmp_path):
 
 # ------------------------------------------------------------------------------- items 4 and 11
 @pytest.mark.parametrize("override", ["epochs=0", "epochs=-1", "lr=nan", "lr=-1", "bs=0", "seq_len=0", "n_docs=-5",
-                                      "emb_sz=0", "valid_pct=0", "valid_pct=1.5", "wd=inf", "seed=-1"])
+                                      "emb_sz=0", "valid_pct=0", "valid_pct=1.5", "wd=inf", "seed=-1", "context_bins=1"])
 def test_nonsense_numbers_are_refused_before_a_run_folder(override, tmp_path):
     key = override.split("=")[0]
     msg = error_of("train-lm", TINY_LM, override, "--run-dir", tmp_path / "r")
