@@ -141,7 +141,9 @@ class ContextAWD_LSTM(AWD_LSTM):
 class ContextLinearDecoder(LinearDecoder):
     """fastai's `LinearDecoder` plus a direct path from the context to the logits (`context_out=True`):
     `logits = W_dec h + b + W_ctx c`, with `W_ctx` `(vocab, n_context)` starting at zero, so the model
-    starts as the plain decoder and learns each word's slope in each context feature."""
+    starts as the plain decoder and learns each word's slope in each context feature. `c` is what the
+    encoder's layers read (`ContextAWD_LSTM.context_input`: with `context_bins` or `context_proj`,
+    `n_context` is the encoder's `context_sz`, not the number of raw features)."""
 
     def __init__(self, n_out: int, n_hid: int, n_context: int, output_p: float = 0.1, tie_encoder=None,
                  bias: bool = True):
@@ -208,6 +210,8 @@ def get_context_language_model(arch, vocab_sz: int, n_context: int, config: Mapp
             config[k] *= drop_mult
     tie_weights, output_p, out_bias = (config.pop(k) for k in ("tie_weights", "output_p", "out_bias"))
     context_out = config.pop("context_out", False)      # configs saved before the option existed: off
+    if not isinstance(context_out, bool):
+        raise ValueError(f"context_out={context_out!r}: pass True (the context also feeds the logits) or False")
     encoder = arch(vocab_sz, n_context=n_context, **config)
     n_hid, tie = config[context_model_meta[arch]["hid_name"]], encoder.encoder if tie_weights else None
     decoder = (ContextLinearDecoder(vocab_sz, n_hid, encoder.context_sz, output_p, tie_encoder=tie, bias=out_bias)

@@ -242,3 +242,5 @@ def test_context_bins_add_a_one_hot_of_each_features_bin():
     for bad in (1, -1, 2.5, True):
         with pytest.raises(ValueError, match="context_bins"):
             small_lm(context_bins=bad)
+    with pytest.raises(ValueError, match="context_out"):
+        small_lm(context_out="yes")
