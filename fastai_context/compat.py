@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections import Counter, defaultdict
+from itertools import chain, count, repeat
 
+import numpy as np
 import pandas as pd
 from fastai.callback.core import Callback
 from fastai.data.core import Pipeline
 from fastai.data.transforms import ColReader
 from fastai.distributed import DistributedTrainer
 from fastai.learner import Learner
-from fastai.text.core import Tokenizer
+from fastai.text import core as text_core
+from fastai.text.core import Tokenizer, _join_texts, defaults
 from fastai.text.data import Numericalize
 from fastai.text.models.awdlstm import AWD_LSTM
-from fastcore.basics import noop
+from fastcore.basics import ifnone, noop
+from fastcore.foundation import L
 from torch import nn
 
-__all__ = ["text_pipeline", "awd_lstm_layer", "lstm_eval_weight_hh", "HookedDistributedTrainer",
+__all__ = ["text_pipeline", "CountingTokenizer", "awd_lstm_layer", "lstm_eval_weight_hh", "HookedDistributedTrainer",
            "smooth_loss_state", "load_smooth_loss_state", "close_csv_logger", "in_lr_find", "is_noop_hook",
            "calling_learner", "reads_one_input"]
 
@@ -54,6 +59,78 @@ def text_pipeline(dataset) -> tuple[Tokenizer, Numericalize, pd.Series | None]:
         raise RuntimeError("fastai's TextBlock pipeline is not ColReader -> Tokenizer -> Numericalize over a tokenized "
                            "DataFrame: fastai_context does not support this fastai version (see fastai_context/compat.py)")
     return fs[1], fs[2], items[fs[0].cols[0]]
+
+
+class CountingTokenizer(Tokenizer):
+    """fastai's `Tokenizer` for a DataFrame (`CountingTokenizer.from_df`, as `Tokenizer.from_df`) whose
+    setup numericalizes in the pass that counts the tokens.
+
+    fastai's `tokenize_df` counts the tokenized corpus with `Counter(outputs.concat())`, and the
+    language-model loader must then look every token up again in the vocabulary. Here one C-level pass
+    gives each token a provisional id in order of first appearance (`defaultdict(count().__next__)`);
+    `np.bincount` of those ids is the count, and once `Numericalize` has fitted the vocabulary,
+    `ids(o2i)` maps the provisional ids through it with one array lookup. At 20M tokens this saves
+    about 3 s of `from_df` (docs/benchmarks.md). The tokenized DataFrame, its `text_length` column and
+    the `Counter` (same counts, same order of first appearance, hence the same vocabulary) are
+    exactly `tokenize_df`'s (tests/lm/test_data.py compares them).
+
+    Relies on: `Tokenizer.setups` in 'df' mode being `tokenize_df(dsets.items, text_cols,
+    rules=self.rules, **self.kwargs)` then setting `counter` and `lengths`; `tokenize_df`'s steps
+    (`_join_texts`, `fastai.text.core.parallel_tokenize`'s unordered `(idx, tokens)` pairs, the other columns kept) and
+    its keyword arguments (`n_workers, mark_fields, tok, tok_text_col`)."""
+
+    def setups(self, dsets):
+        if self.mode != "df" or not isinstance(dsets.items, pd.DataFrame):
+            return          # as fastai's: only a DataFrame is tokenized at setup
+        dsets.items, count_ = self._tokenize_df(dsets.items, self.text_cols, rules=self.rules, **self.kwargs)
+        if self.counter is None:
+            self.counter = count_
+        if self.lengths is None:
+            self.lengths = dsets.items[f"{self.tok_text_col}_length"].values
+        return dsets
+
+    def _tokenize_df(self, df: pd.DataFrame, text_cols, n_workers: int = defaults.cpus, rules=None,
+                     mark_fields: bool | None = None, tok=None, tok_text_col: str = "text"):
+        text_cols = [df.columns[c] if isinstance(c, int) else c for c in L(text_cols)]
+        mark_fields = len(text_cols) > 1 if mark_fields is None else mark_fields
+        texts = _join_texts(df[text_cols], mark_fields=mark_fields)
+        pairs = sorted(text_core.parallel_tokenize(texts, tok, L(ifnone(rules, defaults.text_proc_rules.copy())),
+                                         n_workers=n_workers))
+        outputs = L(toks for _, toks in pairs)
+        del pairs
+        res = df[df.columns[~df.columns.isin(text_cols)]].copy()
+        res[tok_text_col] = outputs
+        lists = [t.items if isinstance(t, L) else t for t in outputs]     # plain lists: C-level len and iteration
+        lens = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))        # (n_docs,)
+        res[f"{tok_text_col}_length"] = lens
+        first_seen = defaultdict(count().__next__)          # token -> provisional id, in order of first appearance
+        n_tokens = int(lens.sum())
+        kind = np.int32 if n_tokens <= np.iinfo(np.int32).max else np.int64     # at most one new id per token
+        ids = np.fromiter(map(first_seen.__getitem__, chain.from_iterable(lists)), dtype=kind,
+                          count=n_tokens)                   # (n_tokens,)
+        step = 1 << 20          # np.bincount casts to int64: a million ids at a time, not a copy of the corpus
+        counts = sum((np.bincount(ids[i:i + step], minlength=len(first_seen)) for i in range(0, n_tokens, step)),
+                     np.zeros(len(first_seen), dtype=np.int64))
+        self._ids = (ids, lens, list(first_seen))
+        return res, Counter(dict(zip(first_seen, counts.tolist())))
+
+    def ids(self, o2i: dict, unk: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """The tokenized DataFrame's tokens through the vocabulary `o2i` (token -> id; missing tokens get
+        `unk`), all documents in the DataFrame's order: flat ids `(n_tokens,)` (int32 while the vocabulary
+        fits, else int64) and lengths `(n_docs,)`; None when `setups` did not tokenize a DataFrame.
+        Hands the arrays over once (they are not kept, so an exported learner does not carry them)."""
+        if getattr(self, "_ids", None) is None:
+            return None
+        ids, lens, tokens = self._ids
+        self._ids = None
+        kind = np.int32 if len(o2i) <= np.iinfo(np.int32).max else np.int64
+        get = o2i.get if type(o2i) is dict else dict(o2i).get
+        to_vocab = np.fromiter(map(get, tokens, repeat(unk)), dtype=kind, count=len(tokens))   # (n_distinct,)
+        if ids.dtype != to_vocab.dtype:
+            return to_vocab[ids], lens
+        for i in range(0, len(ids), 1 << 20):       # in place, a million at a time: no second copy of the corpus
+            ids[i:i + (1 << 20)] = to_vocab[ids[i:i + (1 << 20)]]
+        return ids, lens
 
 
 def is_noop_hook(f) -> bool:

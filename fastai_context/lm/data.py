@@ -25,7 +25,7 @@ from fastai.text.data import LMDataLoader, LMTensorText, TensorText, TextBlock
 from fastai.torch_core import default_device, display_df
 from fastcore.xtras import ReindexCollection
 
-from ..compat import calling_learner, is_noop_hook, reads_one_input, text_pipeline
+from ..compat import CountingTokenizer, calling_learner, is_noop_hook, reads_one_input, text_pipeline
 from ..context import ContextEncoder, check_columns, first_rows
 from ..workflow.runs import atomic_path
 from ..text import SPECIAL_TOKENS, UNK, TextCodec, blank_docs, flat_ids, vocab_of
@@ -134,6 +134,25 @@ class TokenDocuments(Sequence):
         "Indices of the documents that hold nothing but special tokens of `codec`'s vocabulary (`text.blank_docs`)."
         special = [codec.o2i[t] for t in SPECIAL_TOKENS if t != UNK and t in codec.o2i]
         return blank_docs(self.tokens, self.lens, special)
+
+    def take(self, idx: Sequence[int], chunk_tokens: int = 1 << 18) -> "TokenDocuments":
+        """The documents `idx`, in that order, as a new `TokenDocuments` (e.g. a split's documents),
+        gathered a quarter of a million tokens at a time so that the index arrays stay small."""
+        idx = np.asarray(idx, dtype=np.int64)
+        lens = self.lens[idx]                                   # (n_out,)
+        starts = self.ends[idx] - lens                          # (n_out,) where each one starts in self.tokens
+        out_ends = np.cumsum(lens)
+        out = np.empty(int(out_ends[-1]) if len(out_ends) else 0, dtype=self.tokens.dtype)
+        cuts = np.searchsorted(out_ends, np.arange(chunk_tokens, len(out), chunk_tokens))
+        for a, b in zip([0, *cuts], [*cuts, len(idx)]):
+            if a == b:
+                continue
+            n = lens[a:b]
+            o0 = int(out_ends[a] - lens[a])
+            # one source position per output token: the document's start, then +1 per token
+            pos = np.repeat(starts[a:b] - (out_ends[a:b] - n - o0), n) + np.arange(int(n.sum()))
+            out[o0:o0 + len(pos)] = self.tokens[pos]
+        return type(self)(out, lens)
 
     @classmethod
     def from_token_lists(cls, token_lists: Sequence[Sequence[str]], o2i: dict | TextCodec) -> "TokenDocuments":
@@ -525,16 +544,19 @@ class ContextTextDataLoaders(DataLoaders):
             raise ValueError(f"the split left {len(splits[0])} training and {len(splits[1])} validation rows; "
                              "both need at least one document")
         tok_kw = {} if n_workers is None else {"n_workers": n_workers}
-        block = TextBlock.from_df(text_col, vocab=text_vocab, is_lm=True, seq_len=seq_len, tok=tok_tfm,
-                                  min_freq=min_freq, max_vocab=max_vocab, **tok_kw)
+        # fastai's TextBlock.from_df, with a Tokenizer that numericalizes in the pass that counts tokens
+        block = TextBlock(CountingTokenizer.from_df(text_col, tok=tok_tfm, **tok_kw), vocab=text_vocab, is_lm=True,
+                          seq_len=seq_len, min_freq=min_freq, max_vocab=max_vocab)
         dblock = DataBlock(blocks=[block], get_x=ColReader("text"), splitter=lambda _: splits)
         dsets = dblock.datasets(df)
         # fastai tokenized the DataFrame and fitted the vocabulary: from here on the codec is the pipeline
         # (`compat.text_pipeline` raises if fastai's pipeline changed shape, rather than going slow)
         tok, num, _ = text_pipeline(dsets.train)
         codec = TextCodec(num.vocab, tok, text_col=text_col)
-        parts = [(ds, np.asarray(split), TokenDocuments.from_token_lists(text_pipeline(ds)[2], codec), shuffle)
+        docs = TokenDocuments(*tok.ids(codec.o2i, unk=codec.o2i.get(UNK, 0)))        # every row, in df's order
+        parts = [(ds, np.asarray(split), docs.take(split), shuffle)
                  for ds, split, shuffle in ((dsets.train, splits[0], True), (dsets.valid, splits[1], False))]
+        del docs
         blank = np.sort(np.concatenate([split[docs.blank(codec)] for _, split, docs, _ in parts]))
         if len(blank):
             raise ValueError(f"text column {text_col!r} is empty after tokenization in rows "

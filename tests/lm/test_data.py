@@ -270,6 +270,41 @@ def test_fast_numericalization_equals_fastai_pipeline(spotify_dls):
     assert all(torch.equal(fast[i], dls.train.docs[i]) for i in range(len(ds)))
 
 
+def test_counting_tokenizer_is_fastais_tokenize_df_plus_ids(tracks):
+    "Same tokenized DataFrame and Counter (so the same vocabulary) as fastai's tokenize_df, and the ids in one pass."
+    from fastai.text.core import tokenize_df
+    from fastai.text.data import make_vocab
+    from fastai_context.compat import CountingTokenizer
+    df = tracks.head(400)[["track_name", "energy"]].reset_index(drop=True)
+    ref, ref_count = tokenize_df(df, "track_name", n_workers=1)
+    tok = CountingTokenizer.from_df("track_name", n_workers=1)
+    holder = type("Items", (), {"items": df})()
+    tok.setups(holder)
+    pd.testing.assert_frame_equal(holder.items, ref)
+    assert list(tok.counter.items()) == list(ref_count.items())      # same counts, same order of first appearance
+    vocab = make_vocab(ref_count, min_freq=2)
+    o2i = {t: i for i, t in enumerate(vocab) if t != "xxfake"}
+    ids, lens = tok.ids(o2i)
+    assert ids.dtype == np.int32 and lens.tolist() == ref.text_length.tolist()
+    assert ids.tolist() == [o2i.get(t, 0) for doc in ref.text for t in doc]
+    assert tok.ids(o2i) is None                                       # handed over once, not kept for export
+    from fastai.text.data import TextDataLoaders
+    theirs = TextDataLoaders.from_df(df, text_col="track_name", is_lm=True, valid_pct=0.1, seed=0, bs=4, seq_len=8)
+    ours = ContextTextDataLoaders.from_df(df, "track_name", "energy", valid_pct=0.1, seed=0, bs=4, seq_len=8)
+    assert list(ours.vocab) == list(theirs.vocab) and len(ours.vocab) > 100
+    assert isinstance(ours.codec.tokenizer, CountingTokenizer) and ours.codec.tokenizer.ids(o2i) is None
+
+
+def test_token_documents_take_gathers_documents_in_order():
+    from fastai_context.lm.data import TokenDocuments
+    docs, _ = unique_docs(500, seed=6)
+    flat = TokenDocuments.from_docs(docs)
+    idx = np.random.default_rng(0).permutation(500)[:321]
+    part = flat.take(idx, chunk_tokens=97)                           # many chunks, documents cut across them
+    assert len(part) == 321 and all(torch.equal(part[j], docs[i]) for j, i in enumerate(idx))
+    assert len(flat.take([])) == 0
+
+
 def test_never_drawn_is_one_definition_for_lm_and_vae():
     from fastai_context.text import never_drawn
     vocab = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj", "love", "xxfake", "xxfake"]
