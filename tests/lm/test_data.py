@@ -295,6 +295,19 @@ def test_counting_tokenizer_is_fastais_tokenize_df_plus_ids(tracks):
     assert isinstance(ours.codec.tokenizer, CountingTokenizer) and ours.codec.tokenizer.ids(o2i) is None
 
 
+def test_from_df_with_a_given_vocab_and_tokenizer(tracks):
+    "`text_vocab` (e.g. a pretrained model's) and `tok_tfm` go through the counting tokenizer like fastai's own."
+    from fastai.text.core import BaseTokenizer
+    df = tracks.head(300)[["track_name", "energy"]].reset_index(drop=True)
+    first = ContextTextDataLoaders.from_df(df.head(150), "track_name", "energy", seed=0, bs=4, seq_len=8, n_workers=1)
+    dls = ContextTextDataLoaders.from_df(df, "track_name", "energy", seed=0, bs=4, seq_len=8, n_workers=1,
+                                         text_vocab=first.vocab, tok_tfm=BaseTokenizer())
+    assert list(dls.vocab) == list(first.vocab)
+    ds = dls.train.dataset
+    assert all(torch.equal(dls.train.docs[i], ds[i][0]) for i in range(len(ds)))       # fastai's per-item pipeline
+    assert int((dls.train.docs.tokens == dls.vocab.index("xxunk")).sum()) > 0         # words the given vocab lacks
+
+
 def test_token_documents_take_gathers_documents_in_order():
     from fastai_context.lm.data import TokenDocuments
     docs, _ = unique_docs(500, seed=6)
