@@ -553,7 +553,11 @@ class ContextTextDataLoaders(DataLoaders):
         # (`compat.text_pipeline` raises if fastai's pipeline changed shape, rather than going slow)
         tok, num, _ = text_pipeline(dsets.train)
         codec = TextCodec(num.vocab, tok, text_col=text_col)
-        docs = TokenDocuments(*tok.ids(codec.o2i, unk=codec.o2i.get(UNK, 0)))        # every row, in df's order
+        ids = tok.ids(codec.o2i, unk=codec.o2i.get(UNK, 0)) if isinstance(tok, CountingTokenizer) else None
+        if ids is None:        # fastai changed how a TextBlock sets its tokenizer up (see compat.CountingTokenizer)
+            raise RuntimeError("fastai did not tokenize the DataFrame through fastai_context's CountingTokenizer: "
+                               "fastai_context does not support this fastai version (see fastai_context/compat.py)")
+        docs = TokenDocuments(*ids)                                                    # every row, in df's order
         parts = [(ds, np.asarray(split), docs.take(split), shuffle)
                  for ds, split, shuffle in ((dsets.train, splits[0], True), (dsets.valid, splits[1], False))]
         del docs

@@ -476,6 +476,14 @@ def test_codec_says_so_when_fastais_pipeline_changes():
         text_pipeline(dsets.train)
 
 
+def test_from_df_says_so_when_fastai_stops_calling_the_counting_tokenizer(monkeypatch):
+    "If fastai no longer tokenizes through `Tokenizer.setups`, from_df fails loudly rather than numericalize wrongly."
+    from fastai_context.compat import CountingTokenizer
+    monkeypatch.setattr(CountingTokenizer, "ids", lambda self, o2i, unk=0: None)
+    with pytest.raises(RuntimeError, match="does not support this fastai version"):
+        ContextTextDataLoaders.from_df(small_df(), "text", "energy", bs=2, seq_len=4, seed=0, min_freq=1)
+
+
 def test_numpy_shuffle_option_keeps_the_layout_and_is_seeded():
     "fastai_order=False: a numpy shuffle, still every token once per epoch and fixed by set_seed / shuffle_seed."
     docs, owner = unique_docs(300, seed=6)
