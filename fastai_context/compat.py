@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections import Counter, defaultdict
-from itertools import chain, count, repeat
+from itertools import chain, count
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ from fastai.text.models.awdlstm import AWD_LSTM
 from fastcore.basics import ifnone, noop
 from fastcore.foundation import L
 from torch import nn
+
+from .text import flat_ids
 
 __all__ = ["text_pipeline", "CountingTokenizer", "awd_lstm_layer", "lstm_eval_weight_hh", "HookedDistributedTrainer",
            "smooth_loss_state", "load_smooth_loss_state", "close_csv_logger", "in_lr_find", "is_noop_hook",
@@ -123,9 +125,7 @@ class CountingTokenizer(Tokenizer):
             return None
         ids, lens, tokens = self._ids
         self._ids = None
-        kind = np.int32 if len(o2i) <= np.iinfo(np.int32).max else np.int64
-        get = o2i.get if type(o2i) is dict else dict(o2i).get
-        to_vocab = np.fromiter(map(get, tokens, repeat(unk)), dtype=kind, count=len(tokens))   # (n_distinct,)
+        to_vocab = flat_ids([tokens], o2i, unk)[0]              # (n_distinct,) each provisional id's vocabulary id
         if ids.dtype != to_vocab.dtype:
             return to_vocab[ids], lens
         for i in range(0, len(ids), 1 << 20):       # in place, a million at a time: no second copy of the corpus
