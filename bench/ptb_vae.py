@@ -14,7 +14,7 @@ Speed against the real timbmg/Sentence-VAE (its own model.py and training step, 
 outside this repository), alternating rounds in this process; without `--peer`, an in-process
 emulation of its step (`--peer-batches`), which flatters us by about 20%:
 
-    python bench/ptb_vae.py --models "" --peer /work/peers/Sentence-VAE --cpu-time [--peer-bf16]
+    python bench/ptb_vae.py --models "" --peer /work/peers/Sentence-VAE --cpu-time [--peer-bf16 [--peer-autocast]]
 
 Full-length run (`--full`: the recipe below, resumable; one folder per model under `--run-dir`,
 with `args.json`, `checkpoint.pth` after every tenth of a pass (`--chunks`), `history.csv` per
@@ -126,7 +126,7 @@ PEER_MAX_LEN = 60                                                   # its max_se
 
 
 def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed: int = 0,
-                 bf16: bool = False, cpu_time: bool = False) -> list[tuple[float, float]]:
+                 bf16: bool = False, cpu_time: bool = False, peer_autocast: bool = False) -> list[tuple[float, float]]:
     """Training tokens/s of the real timbmg/Sentence-VAE (its own `model.py` from a checkout in
     `peer_dir`, its training step: NLL summed over the target, KL, logistic KL weight with k=0.0025,
     x0=2500, loss / batch size, `torch.optim.Adam(lr=1e-3)`) and of this package's `vae_learner`
@@ -138,7 +138,9 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
     xxeos, its <eos>), never padding. The peer's batches are built beforehand in its format (xxbos +
     words padded to 60, random order), so its data loading, which it does in worker processes, is
     not timed; ours goes through our loader. `bf16`: ours trains with `CPUMixedPrecision` (the peer
-    stays float32). `cpu_time`: time by this process's CPU time instead of wall time (on a shared,
+    stays float32 unless `peer_autocast`: then its unchanged step runs its forward and loss under
+    `torch.autocast("cpu", torch.bfloat16)`, as a user of it would add mixed precision, so that both
+    sides use the same arithmetic). `cpu_time`: time by this process's CPU time instead of wall time (on a shared,
     overloaded machine wall time mostly measures the other processes). Returns [(peer, ours)]
     tokens/s per round."""
     import importlib.util
@@ -177,12 +179,13 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
         peer.train()
         n = 0
         for inp, tgt, length in batches:
-            logp, mean, logv, _ = peer(inp, length)
-            target = tgt[:, :int(length.max())].contiguous().view(-1)
-            nll_loss = nll(logp.view(-1, logp.size(2)), target)
-            kl_loss = -0.5 * torch.sum(1 + logv - mean.pow(2) - logv.exp())
-            kl_weight = float(1 / (1 + math.exp(-k * (step - x0))))
-            loss = (nll_loss + kl_weight * kl_loss) / len(inp)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=peer_autocast):
+                logp, mean, logv, _ = peer(inp, length)
+                target = tgt[:, :int(length.max())].contiguous().view(-1)
+                nll_loss = nll(logp.view(-1, logp.size(2)), target)
+                kl_loss = -0.5 * torch.sum(1 + logv - mean.pow(2) - logv.exp())
+                kl_weight = float(1 / (1 + math.exp(-k * (step - x0))))
+                loss = (nll_loss + kl_weight * kl_loss) / len(inp)
             peer_opt.zero_grad()
             loss.backward()
             peer_opt.step()
@@ -383,6 +386,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-rounds", type=int, default=5, help="alternating rounds of the --peer comparison")
     p.add_argument("--peer-round-batches", type=int, default=40, help="batches of 32 per round and model")
     p.add_argument("--peer-bf16", action="store_true", help="ours with CPUMixedPrecision (bfloat16) in the --peer comparison")
+    p.add_argument("--peer-autocast", action="store_true",
+                   help="with --peer-bf16: the peer's step under bfloat16 autocast too (same arithmetic on both sides)")
     p.add_argument("--cpu-time", action="store_true", help="time the --peer comparison by process CPU time, not wall time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="vae,lm", help="which to train: vae, lm (z_dim=0), both, or '' (speed comparison only)")
@@ -435,12 +440,12 @@ def main(argv=None):
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
     if args.peer and not args.evaluate:
         rounds = peer_vs_ours(dls, args.peer, args.peer_rounds, args.peer_round_batches, args.seed, args.peer_bf16,
-                              args.cpu_time)
+                              args.cpu_time, args.peer_autocast)
         ratios = sorted(o / p for p, o in rounds)
         total = sum(1 / p for p, _ in rounds) / sum(1 / o for _, o in rounds)      # equal tokens per round
         print(f"speed vs the real timbmg/Sentence-VAE ({args.peer}), {args.peer_rounds} alternating rounds of "
               f"{args.peer_round_batches} batches, {'CPU' if args.cpu_time else 'wall'} time"
-              f"{', ours in bfloat16' if args.peer_bf16 else ''}: ours {total:.2f}x its tokens/s overall, per round "
+              f"{(', both' if args.peer_autocast else ', ours') + ' in bfloat16' if args.peer_bf16 else ''}: ours {total:.2f}x its tokens/s overall, per round "
               f"{ratios[0]:.2f}-{ratios[-1]:.2f}x (median {ratios[len(ratios) // 2]:.2f}x); "
               f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
               flush=True)
