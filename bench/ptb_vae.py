@@ -35,12 +35,14 @@ import os
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
+from fastai.optimizer import OptimWrapper
 from fastai.text.core import BaseTokenizer
 from fastai.text.data import make_vocab
 from fastai.torch_core import default_device, set_seed
@@ -126,12 +128,17 @@ PEER_MAX_LEN = 60                                                   # its max_se
 
 
 def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed: int = 0,
-                 bf16: bool = False, cpu_time: bool = False, peer_autocast: bool = False) -> list[tuple[float, float]]:
+                 bf16: bool = False, cpu_time: bool = False, peer_autocast: bool = False,
+                 ours_opt: str = "torch") -> list[tuple[float, float]]:
     """Training tokens/s of the real timbmg/Sentence-VAE (its own `model.py` from a checkout in
     `peer_dir`, its training step: NLL summed over the target, KL, logistic KL weight with k=0.0025,
     x0=2500, loss / batch size, `torch.optim.Adam(lr=1e-3)`) and of this package's `vae_learner`
     at the same sizes (GRU 256, embedding 300, latent 16, batch 32, embedding dropout 0.5, the
-    same logistic schedule, no gradient clipping, as the peer), trained with fastai's `fit`.
+    same logistic schedule, no gradient clipping, as the peer), trained with fastai's `fit`. Ours
+    steps the peer's optimizer too (`ours_opt='torch'`: `torch.optim.Adam`, lr 1e-3, no weight
+    decay, through fastai's `OptimWrapper`, with torch's fused kernel: the same arithmetic in one pass
+    over the parameters) or, with `ours_opt='fastai'`, this package's default, fastai's `Adam` (weight
+    decay 0.01, squared-gradient momentum 0.99), which does a little more work than the peer's.
 
     Both train on the same random PTB sentences in each round, in this one process, alternating
     peer and ours for `rounds` rounds of `n_batches` batches; tokens are real tokens (words +
@@ -199,6 +206,10 @@ def peer_vs_ours(dls, peer_dir: str, rounds: int = 5, n_batches: int = 40, seed:
     set_seed(seed)
     same = dict(z_dim=16, emb_sz=300, hidden_sz=256, cell="gru", word_dropout=0.0, free_bits=0.0, clip=None,
                 cbs=NoValidation())
+    if ours_opt == "torch":
+        same.update(opt_func=partial(OptimWrapper, opt=partial(torch.optim.Adam, fused=True)), wd=0.0)
+    elif ours_opt != "fastai":
+        raise SystemExit(f"--ours-opt {ours_opt!r}: choose 'torch' (the peer's Adam) or 'fastai' (fastai's Adam)")
     try:
         learn = vae_learner(dls, emb_dropout=0.5, kl_schedule="logistic", kl_k=k, kl_x0=x0, **same)
     except TypeError:      # the package before emb_dropout and kl_k/kl_x0 (to measure it): k = 10 / warmup
@@ -386,6 +397,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-rounds", type=int, default=5, help="alternating rounds of the --peer comparison")
     p.add_argument("--peer-round-batches", type=int, default=40, help="batches of 32 per round and model")
     p.add_argument("--peer-bf16", action="store_true", help="ours with CPUMixedPrecision (bfloat16) in the --peer comparison")
+    p.add_argument("--ours-opt", default="torch", choices=("torch", "fastai"),
+                   help="our optimizer in the --peer comparison: the peer's (torch.optim.Adam, fused kernel) or "
+                        "vae_learner's default (fastai's Adam, weight decay 0.01)")
     p.add_argument("--peer-autocast", action="store_true",
                    help="with --peer-bf16: the peer's step under bfloat16 autocast too (same arithmetic on both sides)")
     p.add_argument("--cpu-time", action="store_true", help="time the --peer comparison by process CPU time, not wall time")
@@ -440,12 +454,12 @@ def main(argv=None):
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
     if args.peer and not args.evaluate:
         rounds = peer_vs_ours(dls, args.peer, args.peer_rounds, args.peer_round_batches, args.seed, args.peer_bf16,
-                              args.cpu_time, args.peer_autocast)
+                              args.cpu_time, args.peer_autocast, args.ours_opt)
         ratios = sorted(o / p for p, o in rounds)
         total = sum(1 / p for p, _ in rounds) / sum(1 / o for _, o in rounds)      # equal tokens per round
         print(f"speed vs the real timbmg/Sentence-VAE ({args.peer}), {args.peer_rounds} alternating rounds of "
               f"{args.peer_round_batches} batches, {'CPU' if args.cpu_time else 'wall'} time"
-              f"{(', both' if args.peer_autocast else ', ours') + ' in bfloat16' if args.peer_bf16 else ''}: ours {total:.2f}x its tokens/s overall, per round "
+              f"{(', both' if args.peer_autocast else ', ours') + ' in bfloat16' if args.peer_bf16 else ''}, ours with {args.ours_opt}'s Adam: ours {total:.2f}x its tokens/s overall, per round "
               f"{ratios[0]:.2f}-{ratios[-1]:.2f}x (median {ratios[len(ratios) // 2]:.2f}x); "
               f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
               flush=True)
