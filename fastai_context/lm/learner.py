@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.learner import Learner
-from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
 from fastai.text.learner import LMLearner, clean_raw_keys, match_embeds
 from fastai.text.models.awdlstm import awd_lstm_lm_config
@@ -31,6 +30,7 @@ from fastcore.xtras import load_pickle
 from fastprogress.fastprogress import progress_bar
 from torch.nn.utils.rnn import pad_sequence
 
+from ..losses import CrossEntropyLossFlat
 from ..workflow.checkpoint import RaiseOnNaNCallback
 from .data import ContextLanguageModelLoader
 from .sampling import ContextLSTMSampler

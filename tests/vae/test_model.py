@@ -149,36 +149,3 @@ def test_a_model_pickled_before_emb_dropout_still_loads():
     m2 = pickle.loads(pickle.dumps(m))
     assert m2.emb_dropout.p == 0.0 and m2(batch())[0].shape[1] == 30
 
-
-def test_summed_cross_entropy_matches_torch():
-    "The loss's cross-entropy: torch's value and gradient (one buffer reused in backward), float32 under autocast."
-    from fastai_context.vae.metrics import VAELoss, summed_cross_entropy
-    torch.manual_seed(0)
-    logits = torch.randn(37, 50, requires_grad=True)
-    target = torch.randint(0, 50, (37,))
-    ours = summed_cross_entropy(logits, target) / 4
-    ours.backward()
-    g_ours = logits.grad.clone()
-    logits.grad = None
-    ref = F.cross_entropy(logits, target, reduction="sum") / 4
-    ref.backward()
-    assert torch.allclose(ours, ref) and torch.allclose(g_ours, logits.grad, atol=1e-6)
-    with torch.no_grad():                       # evaluation: torch's own
-        assert torch.allclose(summed_cross_entropy(logits, target), ref * 4)
-    twice = summed_cross_entropy(logits, target)
-    twice.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="only once"):
-        twice.backward()
-    low = logits.detach().bfloat16().requires_grad_()          # as under CPU autocast: the loss in float32
-    loss = summed_cross_entropy(low, target)
-    loss.backward()
-    assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
-    assert torch.allclose(loss, F.cross_entropy(low.float(), target, reduction="sum"))
-    # and VAELoss uses it: the same rec as torch's cross-entropy over the packed targets
-    y = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 1]])          # pad_idx 1
-    n = int((y != 1).sum())
-    lg = torch.randn(n, 50, requires_grad=True)
-    mu, logvar = torch.zeros(2, 3), torch.zeros(2, 3)
-    loss = VAELoss(pad_idx=1)((lg, mu, logvar), y)
-    target = packed_tokens(y, (y != 1).sum(1))
-    assert torch.allclose(loss, F.cross_entropy(lg, target, reduction="sum") / 2)
