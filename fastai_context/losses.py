@@ -4,9 +4,10 @@ model's loss (`CrossEntropyLossFlat`) and the sentence VAE's (`VAELoss`).
 torch's `F.cross_entropy` backward allocates two `(n_tokens, vocab)` tensors per batch besides the
 log-probabilities it saved: the NLL's gradient (zero-filled) and the log-softmax's. On a CPU, glibc
 serves each block over 32 MB with a fresh `mmap`, so every one of them is page-faulted in anew: at
-a language-model batch (32 x 72 tokens, 12k words) forward + backward of the loss take 165 ms with
-torch's and 77 ms here; at timbmg/Sentence-VAE's sizes (1,100 tokens, 10k words) 66 ms and 31 ms
-(one thread). Here the backward writes `softmax - one_hot` into the saved log-probabilities' buffer.
+a language-model batch (32 x 72 tokens, 12k words) forward + backward of the loss take 147 ms with
+torch's and 68 ms here; at timbmg/Sentence-VAE's sizes (1,100 tokens, 10k words) 60 ms and 28 ms
+(one thread, `bench/loss.py`). Here the backward writes `softmax - one_hot` into the saved
+log-probabilities' buffer.
 Values and gradients are torch's (tested); on a GPU (whose caching allocator has no such cost) and
 for weights, label smoothing or ignored targets, torch's own function runs.
 """
