@@ -16,12 +16,13 @@ import time
 
 import torch
 import torch.nn.functional as F
-from fastai.callback.core import Callback, CancelFitException
 from fastai.losses import CrossEntropyLossFlat as FastaiCrossEntropyLossFlat
 from fastai.torch_core import set_seed
 
 from fastai_context import ContextTextDataLoaders, context_language_model_learner, context_lm_config, datasets
 from fastai_context.losses import CrossEntropyLossFlat, summed_cross_entropy
+
+from train import TrainTimer
 
 
 def loss_ms(f, n_tokens: int, vocab: int, reps: int = 10) -> float:
@@ -35,25 +36,6 @@ def loss_ms(f, n_tokens: int, vocab: int, reps: int = 10) -> float:
         f(x, t).backward()
         out.append(time.process_time() - start)
     return 1000 * statistics.median(out[1:])
-
-
-class TimeBatches(Callback):
-    "CPU seconds per training batch over `n` batches after 3 untimed ones; then stop the fit."
-    order = 100
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def before_train(self):
-        self.i, self.start = 0, None
-
-    def after_batch(self):
-        self.i += 1
-        if self.i == 3:
-            self.start = time.process_time()
-        if self.i == 3 + self.n:
-            self.learn.batch_seconds = (time.process_time() - self.start) / self.n
-            raise CancelFitException
 
 
 def main():
@@ -80,9 +62,10 @@ def main():
     for r in range(args.rounds):
         for name, loss in (("fastai", FastaiCrossEntropyLossFlat()), ("ours", CrossEntropyLossFlat())):
             learn.loss_func = loss
+            timer = TrainTimer(args.batches, skip=3, clock=time.process_time)
             with learn.no_bar(), learn.no_logging():
-                learn.fit(1, 1e-3, cbs=TimeBatches(args.batches))
-            sec[name].append(learn.batch_seconds)
+                learn.fit(1, 1e-3, cbs=timer)
+            sec[name].append(timer.seconds / args.batches)
         print(f"round {r}: fastai's loss {1000 * sec['fastai'][-1]:.0f} ms a batch, ours {1000 * sec['ours'][-1]:.0f} ms",
               flush=True)
     f, o = statistics.median(sec["fastai"]), statistics.median(sec["ours"])

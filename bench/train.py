@@ -29,20 +29,24 @@ class PlainOnContextBatches(SequentialRNN):
 
 
 class TrainTimer(Callback):
-    "Seconds and tokens of the first `n_batches` training batches; then stop fitting."
+    """Seconds (by `clock`) and tokens of `n_batches` training batches after the first `skip`
+    (untimed warm-up); then stop fitting."""
     order = 100
 
-    def __init__(self, n_batches: int):
-        self.n_batches = n_batches
+    def __init__(self, n_batches: int, skip: int = 0, clock=time.perf_counter):
+        self.n_batches, self.skip, self.clock = n_batches, skip, clock
 
     def before_train(self):
-        self.tokens, self.batches, self.start = 0, 0, time.perf_counter()
+        self.tokens, self.batches, self.start = 0, -self.skip, self.clock()
 
     def after_batch(self):
-        self.tokens += self.xb[0].numel()
         self.batches += 1
+        if self.batches == 0:                         # the warm-up is over
+            self.start = self.clock()
+        elif self.batches > 0:
+            self.tokens += self.xb[0].numel()
         if self.batches == self.n_batches:
-            self.seconds = time.perf_counter() - self.start
+            self.seconds = self.clock() - self.start
             raise CancelFitException()
 
 
