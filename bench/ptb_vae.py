@@ -14,7 +14,9 @@ Speed against the real timbmg/Sentence-VAE (its own model.py and training step, 
 outside this repository), alternating rounds in this process; without `--peer`, an in-process
 emulation of its step (`--peer-batches`), which flatters us by about 20%:
 
-    python bench/ptb_vae.py --models "" --peer /work/peers/Sentence-VAE --cpu-time [--peer-bf16 [--peer-autocast]]
+    python bench/ptb_vae.py --models "" --peer /work/peers/Sentence-VAE --cpu-time [--ours-opt fastai] [--peer-bf16 [--peer-autocast]]
+
+Ours steps the peer's optimizer (torch's Adam) unless `--ours-opt fastai` (vae_learner's default).
 
 Full-length run (`--full`: the recipe below, resumable; one folder per model under `--run-dir`,
 with `args.json`, `checkpoint.pth` after every tenth of a pass (`--chunks`), `history.csv` per
