@@ -455,13 +455,16 @@ def main(argv=None):
     print(f"PTB: vocab {len(dls.vocab)}, train {len(dls.train.sentences)} sentences in {len(dls.train)} batches, "
           f"test {len(test)} sentences; device {default_device()}, torch threads {torch.get_num_threads()}", flush=True)
     if args.peer and not args.evaluate:
+        if args.peer_autocast and not args.peer_bf16:
+            raise SystemExit("--peer-autocast runs both sides in bfloat16: pass it with --peer-bf16")
         rounds = peer_vs_ours(dls, args.peer, args.peer_rounds, args.peer_round_batches, args.seed, args.peer_bf16,
                               args.cpu_time, args.peer_autocast, args.ours_opt)
         ratios = sorted(o / p for p, o in rounds)
         total = sum(1 / p for p, _ in rounds) / sum(1 / o for _, o in rounds)      # equal tokens per round
+        arithmetic = (", both in bfloat16" if args.peer_autocast else ", ours in bfloat16") if args.peer_bf16 else ""
         print(f"speed vs the real timbmg/Sentence-VAE ({args.peer}), {args.peer_rounds} alternating rounds of "
               f"{args.peer_round_batches} batches, {'CPU' if args.cpu_time else 'wall'} time"
-              f"{(', both' if args.peer_autocast else ', ours') + ' in bfloat16' if args.peer_bf16 else ''}, ours with {args.ours_opt}'s Adam: ours {total:.2f}x its tokens/s overall, per round "
+              f"{arithmetic}, ours with {args.ours_opt}'s Adam: ours {total:.2f}x its tokens/s overall, per round "
               f"{ratios[0]:.2f}-{ratios[-1]:.2f}x (median {ratios[len(ratios) // 2]:.2f}x); "
               f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
               flush=True)
