@@ -148,4 +148,3 @@ def test_a_model_pickled_before_emb_dropout_still_loads():
     del m._modules["emb_dropout"]                       # as pickled by the earlier version
     m2 = pickle.loads(pickle.dumps(m))
     assert m2.emb_dropout.p == 0.0 and m2(batch())[0].shape[1] == 30
-
