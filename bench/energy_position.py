@@ -39,8 +39,7 @@ def token_nll(learn, dl) -> tuple[np.ndarray, np.ndarray]:
             logits = learn.model(x, ctx)[0]                   # (bs, sl, vocab)
             tok = F.cross_entropy(logits.flatten(0, 1).float(), y.as_subclass(torch.Tensor).flatten(),
                                   reduction="none")         # (bs * sl,)
-            # target y[i, t] is stream position i * bl + k * seq_len + t + 1 (the loader's layout)
-            pos = (np.arange(y.shape[0]) * dl.bl + k * dl.seq_len)[:, None] + np.arange(1, y.shape[1] + 1)
+            pos = dl.target_positions(k, *y.shape)            # (bs, sl) stream position of each target
             place = np.searchsorted(ends, pos, side="right")
             nll.append(tok.numpy())
             where.append((pos - starts[place]).ravel())

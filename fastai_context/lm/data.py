@@ -339,6 +339,13 @@ class ContextLanguageModelLoader(LMDataLoader):
         self._set_order(order)
         return idxs
 
+    def target_positions(self, k: int, bs: int, sl: int) -> np.ndarray:
+        """The stream position of every target `y[i, t]` of batch `k` (`bs` rows of `sl` tokens) of
+        this rank: row i reads stream span `(rank * self.bs + i) * bl + k * seq_len + [0, sl)`, and its
+        targets are one ahead. `(bs, sl)`."""
+        rows = np.arange(bs) + self.rank * self.bs
+        return (rows * self.bl + k * self.seq_len)[:, None] + np.arange(1, sl + 1)
+
     def stream_docs(self, pos) -> torch.Tensor:
         """The document (an index into `dataset` and `context`) at each stream position `pos` (any
         shape) of this epoch's layout: the place whose span holds it, found by binary search."""

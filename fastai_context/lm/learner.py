@@ -237,10 +237,7 @@ class ContextLMLearner(LMLearner):
                 logits = self.model(x, ctx)[0]
                 tok = F.cross_entropy(logits.flatten(0, 1).float(), y.as_subclass(torch.Tensor).flatten(),
                                       reduction="none").view(y.shape).double().cpu()          # (bs, sl)
-                # target y[i, t] is stream position rows_i * bl + k * seq_len + t + 1 (see `_rows`)
-                rows = torch.arange(y.shape[0]) + dl.rank * dl.bs
-                pos = (rows * dl.bl + k * dl.seq_len)[:, None] + torch.arange(1, y.shape[1] + 1)
-                docs = dl.stream_docs(pos.numpy()).flatten()
+                docs = dl.stream_docs(dl.target_positions(k, *y.shape)).flatten()
                 nll.index_add_(0, docs, tok.flatten())
                 n.index_add_(0, docs, torch.ones_like(tok.flatten()))
         self.model.reset()
