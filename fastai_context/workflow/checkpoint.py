@@ -297,7 +297,9 @@ class Checkpoint(Callback):
         for cb in self.learn.cbs:
             if _has(cb, "load_state_dict") and _cb_key(cb) in ckpt["callbacks"]:
                 cb.load_state_dict(ckpt["callbacks"][_cb_key(cb)])
-        self._saved, self.start_epoch = ckpt, ckpt["epoch"]
+        # keep only what the skipped epochs need: holding the whole checkpoint would keep a second copy of
+        # the weights and optimizer state in memory for the rest of the run
+        self._saved, self.start_epoch = {"values": ckpt["values"], "iters": ckpt["iters"]}, ckpt["epoch"]
         self._trim_csv_logs()
 
     def _clean_temporaries(self):
