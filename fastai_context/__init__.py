@@ -23,9 +23,10 @@ from .sources import (FileFeatures, MatchReport, ReccoBeatsError, ReccoBeatsFeat
                       SpotifyFeatures, SpotifyFeaturesError, SpotifyForbiddenError, SpotifyRateLimitError, TrackMatch,
                       add_audio_features, parse_review_title)
 
-# --- workflow: configs, run folders, checkpoints, data-parallel training, the recipes ---
+# --- workflow: configs, run folders, checkpoints, flat memory, data-parallel training, the recipes ---
 from .workflow.runs import ConfigError, RunFolder, load_config, make_run_dir
 from .workflow.checkpoint import Checkpoint
+from .workflow.memory import TrimMemory
 from .workflow.distributed import ContextDistributedTrainer, distrib_ctx
 from .workflow import recipes
 

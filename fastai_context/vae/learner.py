@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from ..context import first_rows
 from ..lm.sampling import sample_next
 from ..text import BOS, EOS, PAD, UNK
+from ..workflow.memory import TrimMemory
 from .annealing import KLAnnealing
 from .callbacks import VAEProgress
 from .data import SentenceDataLoaders, SentenceLoader
@@ -312,8 +313,9 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
     batches, as timbmg/Sentence-VAE's `k`, `x0`). `free_bits` floors each latent dimension's KL.
     `word_dropout` replaces decoder input words by xxunk; `emb_dropout` drops decoder input embedding
     units; `dropout` drops decoder outputs; `tie_weights` shares the embedding with the output layer. Metrics
-    default to `vae_metrics()`. `max_len` bounds decoding (default: the longest training
-    sentence). `z_dim=0` gives the plain RNN language model with the same decoder.
+    default to `vae_metrics()`. `max_len` bounds decoding (default: the longest training sentence).
+    `z_dim=0` gives the plain RNN language model with the same decoder. A `TrimMemory` callback
+    (unless `cbs` has one) keeps a long CPU run's memory from growing with the varying batch shapes.
     Other `kwargs` go to `Learner` (e.g. `lr`, `opt_func`, `path`)."""
     if not isinstance(dls, SentenceDataLoaders):
         raise TypeError(f"vae_learner needs SentenceDataLoaders (from SentenceDataLoaders.from_df/.from_texts), "
@@ -325,6 +327,8 @@ def vae_learner(dls: SentenceDataLoaders, z_dim: int = 32, emb_sz: int = 256, hi
                         word_dropout=word_dropout, dropout=dropout, emb_dropout=emb_dropout, tie_weights=tie_weights,
                         pad_idx=vocab.index(PAD), bos_idx=vocab.index(BOS), eos_idx=vocab.index(EOS), unk_idx=vocab.index(UNK))
     cbs = [KLAnnealing(kl_schedule, kl_warmup, kl_ratio, k=kl_k, x0=kl_x0), *listify(cbs)]
+    if not any(isinstance(cb, TrimMemory) for cb in cbs):      # sentence batches vary in shape: see TrimMemory
+        cbs.append(TrimMemory())
     if clip:
         cbs.append(GradientClip(clip))
     learn = VAELearner(dls, model, loss_func=VAELoss(vocab.index(PAD), free_bits),
