@@ -43,7 +43,7 @@ def trim_memory() -> bool:
 class TrimMemory(Callback):
     """Call `trim_memory()` every `every` training batches and after every validation, so that a
     long CPU run's resident memory stays flat (see the module docstring for why it grows without).
-    `vae_learner` adds it on a CPU; add it to any learner whose batches change shape:
+    `vae_learner` adds it; add it to any learner whose batches change shape:
     `learn.fit(n, cbs=TrimMemory())`. A no-op where the C library is not glibc."""
     order = 95          # after everything else has let go of the batch
 
